@@ -1,0 +1,531 @@
+"""The built-in synthetic micro-expression database.
+
+It makes every test and the default experiment runnable with no licensed data, and it is built to be a fair
+stand-in: the emotion class is visible only through subtle, smooth, AU-like motion between onset and apex
+(0.3-1.2 px at the apex, as in real micro-expressions), while per-subject geometry, skin tone and texture,
+head drift, blinks, illumination change and sensor noise vary independently of the class. A network fed the
+apex frame's pixels should sit near chance; one fed onset->apex optical flow and strain should not.
+
+Each subject is a procedural face (oval, brows, eyes, nose, mouth, textured skin) drawn once; each clip warps
+it through time with a displacement field
+    D(x, y, t) = a(t) * A_class(x, y) + drift(t)
+where A_class is a sum of Gaussian-windowed action-unit displacements anchored to the subject's landmarks,
+a(t) rises smoothly from 0 at the onset to 1 at the apex and decays towards the offset; drift(t) is a small
+global translation. Frames are rendered on demand (`SyntheticFrames.read`), so only the frames a feature needs
+are ever drawn, and the whole database is a pure function of `SyntheticConfig`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from datamodules.samples import Sample
+
+# Bump when the rendering changes, so feature caches keyed on `fingerprint()` are rebuilt.
+GENERATOR_VERSION = 1
+
+CLASSES = ("negative", "positive", "surprise")
+RGB_SKIN_TINT = (1.12, 1.0, 0.90)  # warm tint (R up, B down) when faces are rendered in colour
+
+# Per class, the action units (CASME II style codes) each clip shows. Negative picks one of two variants.
+AU_VARIANTS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "positive": (("6", "12"),),
+    "surprise": (("1", "2", "5", "26"),),
+    "negative": (("4", "9"), ("4", "15")),
+}
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Everything the database is a function of. Defaults: 16 subjects x 12 clips, 3 classes, 170x140 gray."""
+
+    num_subjects: int = 16
+    clips_per_subject: int = 12
+    classes: tuple[str, ...] = CLASSES
+    # Class proportions, roughly like the MEGC2019 composite (negative-heavy); normalised internally.
+    class_balance: tuple[float, ...] = (0.45, 0.30, 0.25)
+    height: int = 170
+    width: int = 140
+    rgb: bool = False
+    seed: int = 0
+    amplitude_px: tuple[float, float] = (0.3, 1.2)  # peak displacement at the apex
+    clip_length: tuple[int, int] = (20, 60)  # frames, onset..offset inclusive
+    fps: float = 200.0
+    drift_px: float = 0.25  # largest global head translation over a clip
+    blink_probability: float = 0.3  # any class
+    illumination_change: float = 0.02  # largest relative gain change over a clip
+    noise_std: float = 1.0  # sensor noise, in 8-bit grey levels
+
+    def __post_init__(self) -> None:
+        # Hydra passes lists; the config must stay hashable (it keys the render caches).
+        for name in ("classes", "class_balance", "amplitude_px", "clip_length"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        unknown = set(self.classes) - set(AU_VARIANTS)
+        if unknown:
+            raise ValueError(
+                f"synthetic classes {sorted(unknown)} unknown; choose from {sorted(AU_VARIANTS)}"
+            )
+        if len(self.class_balance) != len(self.classes):
+            raise ValueError(
+                f"class_balance has {len(self.class_balance)} entries for {len(self.classes)} classes"
+            )
+        if self.num_subjects < 1 or self.clips_per_subject < 1:
+            raise ValueError("num_subjects and clips_per_subject must be at least 1")
+        lo, hi = self.clip_length
+        if not 3 <= lo <= hi:
+            raise ValueError(f"clip_length must satisfy 3 <= min <= max, got {self.clip_length}")
+        if min(self.height, self.width) < 48:
+            raise ValueError(
+                f"faces smaller than 48 px cannot show the facial parts (got {self.height}x{self.width})"
+            )
+
+    def digest(self) -> str:
+        text = repr(sorted(asdict(self).items())) + f"|v{GENERATOR_VERSION}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Faces
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """Facial geometry of one subject, in pixels of the output frame (x = column, y = row)."""
+
+    cx: float
+    cy: float
+    face_rx: float
+    face_ry: float
+    eye_y: float
+    eye_dx: float  # eye centre offset from the midline
+    eye_rx: float
+    eye_ry: float
+    brow_y: float
+    brow_len: float
+    nose_y: float  # nose tip
+    nose_w: float
+    mouth_y: float
+    mouth_w: float  # half-width, midline to corner
+    chin_y: float
+
+
+def _landmarks(rng: np.random.Generator, h: int, w: int) -> Landmarks:
+    j = lambda s: rng.uniform(-s, s)  # noqa: E731 - small symmetric jitter
+    face_rx = w * (0.40 + j(0.03))
+    face_ry = h * (0.45 + j(0.03))
+    cx = w / 2 + j(0.03 * w)
+    cy = h * 0.52 + j(0.02 * h)
+    eye_y = cy - face_ry * (0.22 + j(0.04))
+    eye_rx = face_rx * (0.19 + j(0.03))
+    return Landmarks(
+        cx=cx,
+        cy=cy,
+        face_rx=face_rx,
+        face_ry=face_ry,
+        eye_y=eye_y,
+        eye_dx=face_rx * (0.42 + j(0.04)),
+        eye_rx=eye_rx,
+        eye_ry=eye_rx * (0.42 + j(0.08)),
+        brow_y=eye_y - face_ry * (0.17 + j(0.03)),
+        brow_len=eye_rx * (1.35 + j(0.15)),
+        nose_y=cy + face_ry * (0.18 + j(0.04)),
+        nose_w=face_rx * (0.22 + j(0.04)),
+        mouth_y=cy + face_ry * (0.46 + j(0.04)),
+        mouth_w=face_rx * (0.36 + j(0.05)),
+        chin_y=cy + face_ry * 0.85,
+    )
+
+
+@dataclass(frozen=True)
+class Face:
+    """One subject's neutral face, eyes open and closed (for blinks), float32 grey levels in [0, 255]."""
+
+    open_eyes: np.ndarray = field(repr=False)  # (H, W) or (H, W, 3)
+    closed_eyes: np.ndarray = field(repr=False)
+    landmarks: Landmarks
+
+
+def _draw_face(rng: np.random.Generator, cfg: SyntheticConfig) -> Face:
+    h, w = cfg.height, cfg.width
+    lm = _landmarks(rng, h, w)
+    s = 4  # draw at 4x and area-downsample: anti-aliased, band-limited edges that warp smoothly
+    H, W = h * s, w * s
+
+    def pt(x: float, y: float) -> tuple[int, int]:
+        return int(round(x * s)), int(round(y * s))
+
+    def axes(rx: float, ry: float) -> tuple[int, int]:
+        return max(1, int(round(rx * s))), max(1, int(round(ry * s)))
+
+    skin = rng.uniform(120, 190)
+    background = rng.uniform(30, 90)
+    canvas = np.full((H, W), background, np.float32)
+    cv2.ellipse(canvas, pt(lm.cx, lm.cy), axes(lm.face_rx, lm.face_ry), 0, 0, 360, skin, -1)
+    # Neck below the chin so the lower border is not a hard edge.
+    cv2.rectangle(
+        canvas, pt(lm.cx - lm.face_rx * 0.45, lm.cy), pt(lm.cx + lm.face_rx * 0.45, h), skin * 0.93, -1
+    )
+
+    brow_tone = skin * rng.uniform(0.35, 0.55)
+    brow_thick = max(2, int(round(rng.uniform(2.2, 3.5) * s)))
+    lid_tone = skin * 0.88
+    eye_white, iris_tone = min(235.0, skin + 45), skin * rng.uniform(0.15, 0.35)
+    for side in (-1, 1):
+        ex = lm.cx + side * lm.eye_dx
+        # Brow: a gentle arc, thicker near the midline as real brows are.
+        xs = np.linspace(ex - side * lm.brow_len * 0.55, ex + side * lm.brow_len * 0.5, 24)
+        arch = rng.uniform(2.0, 4.5)
+        ys = lm.brow_y - arch * np.sin(np.linspace(0.2, np.pi - 0.4, xs.size))
+        pts = np.stack([xs * s, ys * s], 1).round().astype(np.int32)
+        cv2.polylines(canvas, [pts], False, brow_tone, brow_thick)
+        # Eye: white, iris, pupil, upper-lid crease.
+        cv2.ellipse(canvas, pt(ex, lm.eye_y), axes(lm.eye_rx, lm.eye_ry), 0, 0, 360, eye_white, -1)
+        cv2.circle(canvas, pt(ex, lm.eye_y), int(lm.eye_ry * 0.95 * s), iris_tone, -1)
+        cv2.circle(canvas, pt(ex, lm.eye_y), int(lm.eye_ry * 0.4 * s), 15.0, -1)
+        cv2.ellipse(
+            canvas,
+            pt(ex, lm.eye_y - lm.eye_ry * 0.9),
+            axes(lm.eye_rx * 1.05, lm.eye_ry * 0.9),
+            0,
+            190,
+            350,
+            skin * 0.7,
+            max(1, s),
+        )
+    closed = canvas.copy()
+    for side in (-1, 1):
+        ex = lm.cx + side * lm.eye_dx
+        cv2.ellipse(
+            closed, pt(ex, lm.eye_y), axes(lm.eye_rx * 1.08, lm.eye_ry * 1.3), 0, 0, 360, lid_tone, -1
+        )
+        cv2.ellipse(
+            closed,
+            pt(ex, lm.eye_y + lm.eye_ry * 0.2),
+            axes(lm.eye_rx, lm.eye_ry * 0.25),
+            0,
+            0,
+            180,
+            skin * 0.45,
+            max(1, s),
+        )
+
+    lip_factor = rng.uniform(0.6, 0.8)
+
+    def face_parts(img: np.ndarray) -> None:
+        # Nose: bridge shading, tip, nostrils.
+        shade = skin * 0.8
+        for side in (-1, 1):
+            cv2.line(
+                img,
+                pt(lm.cx + side * lm.nose_w * 0.35, lm.eye_y + lm.eye_ry),
+                pt(lm.cx + side * lm.nose_w * 0.6, lm.nose_y - 2),
+                shade,
+                max(1, s),
+            )
+            cv2.ellipse(
+                img,
+                pt(lm.cx + side * lm.nose_w * 0.45, lm.nose_y + 1.5),
+                axes(lm.nose_w * 0.22, lm.nose_w * 0.12),
+                0,
+                0,
+                360,
+                skin * 0.35,
+                -1,
+            )
+        # Mouth: upper and lower lip, dark line between them, nasolabial folds.
+        lip = skin * lip_factor
+        cv2.ellipse(
+            img, pt(lm.cx, lm.mouth_y - 1.2), axes(lm.mouth_w, lm.mouth_w * 0.22), 0, 180, 360, lip, -1
+        )
+        cv2.ellipse(
+            img, pt(lm.cx, lm.mouth_y + 0.8), axes(lm.mouth_w * 0.9, lm.mouth_w * 0.3), 0, 0, 180, lip, -1
+        )
+        cv2.line(
+            img, pt(lm.cx - lm.mouth_w, lm.mouth_y), pt(lm.cx + lm.mouth_w, lm.mouth_y), skin * 0.3, max(1, s)
+        )
+        for side in (-1, 1):
+            cv2.line(
+                img,
+                pt(lm.cx + side * lm.nose_w * 0.8, lm.nose_y),
+                pt(lm.cx + side * lm.mouth_w * 1.15, lm.mouth_y + 3),
+                skin * 0.85,
+                max(1, s),
+            )
+
+    face_parts(canvas)
+    face_parts(closed)
+
+    # Skin texture (pores, blemishes) and broad shading: what optical flow latches onto between features.
+    fine = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 1.2)
+    broad = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 12)
+    texture = rng.uniform(4, 8) * fine / (fine.std() + 1e-6) + rng.uniform(4, 10) * broad / (
+        broad.std() + 1e-6
+    )
+    images = []
+    for img in (canvas, closed):
+        small = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA) + texture
+        small = cv2.GaussianBlur(small, (0, 0), 0.6)
+        if cfg.rgb:
+            small = small[..., None] * np.asarray(RGB_SKIN_TINT, np.float32)
+        images.append(np.clip(small, 0, 255).astype(np.float32))
+    return Face(images[0], images[1], lm)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Action units as smooth displacement fields
+
+
+def _bump(xx: np.ndarray, yy: np.ndarray, x0: float, y0: float, sx: float, sy: float) -> np.ndarray:
+    return np.exp(-0.5 * (((xx - x0) / sx) ** 2 + ((yy - y0) / sy) ** 2))
+
+
+def au_field(au: str, lm: Landmarks, h: int, w: int) -> np.ndarray:
+    """(2, H, W) float32 displacement (dx, dy) of one action unit at full intensity, peak about 1 px."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    d = np.zeros((2, h, w), np.float32)
+    B = lambda x0, y0, sx, sy: _bump(xx, yy, x0, y0, sx, sy)  # noqa: E731
+    for side in (-1, 1):
+        ex = lm.cx + side * lm.eye_dx
+        if au == "1":  # inner brow raiser
+            b = B(lm.cx + side * lm.eye_dx * 0.45, lm.brow_y, lm.eye_rx * 0.7, lm.eye_ry * 1.8)
+            d[1] -= b
+        elif au == "2":  # outer brow raiser
+            b = B(ex + side * lm.eye_rx * 0.6, lm.brow_y, lm.eye_rx * 0.7, lm.eye_ry * 1.8)
+            d[1] -= b
+        elif au == "4":  # brow lowerer: down and towards the midline
+            b = B(ex - side * lm.eye_rx * 0.3, lm.brow_y + 1, lm.eye_rx * 1.0, lm.eye_ry * 1.8)
+            d[1] += 0.8 * b
+            d[0] -= side * 0.6 * b
+        elif au == "5":  # upper lid raiser
+            b = B(ex, lm.eye_y - lm.eye_ry * 0.9, lm.eye_rx * 0.8, lm.eye_ry * 0.7)
+            d[1] -= 0.7 * b
+        elif au == "6":  # cheek raiser: cheeks and lower lids up
+            b = B(ex + side * lm.eye_rx * 0.2, lm.eye_y + lm.eye_ry * 3.5, lm.eye_rx * 1.1, lm.eye_ry * 2.2)
+            d[1] -= 0.6 * b
+        elif au == "9":  # nose wrinkler: nose wings and sides of the nose up
+            b = B(
+                lm.cx + side * lm.nose_w * 0.5, lm.nose_y - lm.nose_w * 0.4, lm.nose_w * 0.5, lm.nose_w * 0.8
+            )
+            d[1] -= b
+            d[0] += side * 0.2 * b
+        elif au == "12":  # lip corner puller: corners out and up
+            b = B(lm.cx + side * lm.mouth_w, lm.mouth_y, lm.mouth_w * 0.35, lm.mouth_w * 0.3)
+            d[0] += side * 0.6 * b
+            d[1] -= 0.8 * b
+        elif au == "15":  # lip corner depressor: corners down
+            b = B(lm.cx + side * lm.mouth_w, lm.mouth_y + 1, lm.mouth_w * 0.35, lm.mouth_w * 0.3)
+            d[1] += b
+            d[0] -= side * 0.15 * b
+        elif au == "26":  # jaw drop: lower lip and chin down (applied once, not per side)
+            if side == 1:
+                b = B(
+                    lm.cx, (lm.mouth_y + lm.chin_y) / 2 + 2, lm.mouth_w * 1.1, (lm.chin_y - lm.mouth_y) * 0.55
+                )
+                d[1] += 0.7 * b
+        else:
+            raise ValueError(f"action unit {au!r} has no displacement model; known: 1 2 4 5 6 9 12 15 26")
+    return d
+
+
+def temporal_profile(n: int, apex_index: int) -> np.ndarray:
+    """(n,) intensity per frame: 0 at the onset, 1 at the apex, raised-cosine rise and a slower decay."""
+    t = np.arange(n, dtype=np.float64)
+    a = np.empty(n)
+    rise = t <= apex_index
+    a[rise] = 0.5 - 0.5 * np.cos(np.pi * t[rise] / max(apex_index, 1))
+    fall = ~rise
+    span = max(n - 1 - apex_index, 1)
+    # Decay to about 15 % at the offset: annotated offsets are rarely a full return to neutral.
+    a[fall] = 0.15 + 0.85 * (0.5 + 0.5 * np.cos(np.pi * (t[fall] - apex_index) / span))
+    a[0] = 0.0
+    return a
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Clips
+
+
+@dataclass(frozen=True)
+class ClipPlan:
+    """Everything random about one clip, drawn once from the seed."""
+
+    emotion: str
+    action_units: tuple[str, ...]
+    au_weights: tuple[float, ...]
+    amplitude: float
+    first_frame: int  # the database's frame number of the onset
+    length: int
+    apex_index: int
+    drift_end: tuple[float, float]  # (dx, dy) at the last frame; drift is a smooth path from (0, 0)
+    drift_wobble: tuple[float, float, float]  # amplitude, frequency (cycles per clip), phase
+    blink_at: int | None  # frame index of the blink's peak, or None
+    blink_len: int
+    gain_end: float
+
+
+@lru_cache(maxsize=64)
+def _face(cfg: SyntheticConfig, subject: int) -> Face:
+    return _draw_face(np.random.default_rng([cfg.seed, subject, 1]), cfg)
+
+
+@lru_cache(maxsize=8)
+def _emotions(cfg: SyntheticConfig, subject: int) -> tuple[str, ...]:
+    """Classes of a subject's clips: proportions as `class_balance`, every class present when clips allow."""
+    rng = np.random.default_rng([cfg.seed, subject, 2])
+    p = np.asarray(cfg.class_balance, float)
+    p = p / p.sum()
+    n = cfg.clips_per_subject
+    counts = np.floor(p * n).astype(int)
+    # Hand out the remainder by the largest fractional parts, ties broken at random.
+    rest = n - counts.sum()
+    order = np.lexsort((rng.random(len(p)), -(p * n - counts)))
+    counts[order[:rest]] += 1
+    labels = [c for c, k in zip(cfg.classes, counts, strict=True) for _ in range(k)]
+    rng.shuffle(labels)
+    return tuple(labels)
+
+
+@lru_cache(maxsize=4096)
+def _plan(cfg: SyntheticConfig, subject: int, clip: int) -> ClipPlan:
+    rng = np.random.default_rng([cfg.seed, subject, clip, 3])
+    emotion = _emotions(cfg, subject)[clip]
+    variants = AU_VARIANTS[emotion]
+    aus = variants[int(rng.integers(len(variants)))]
+    length = int(rng.integers(cfg.clip_length[0], cfg.clip_length[1] + 1))
+    apex_index = int(round(rng.uniform(0.3, 0.6) * (length - 1)))
+    apex_index = min(max(apex_index, 1), length - 2)
+    angle = rng.uniform(0, 2 * np.pi)
+    drift = rng.uniform(0.3, 1.0) * cfg.drift_px
+    blink_at = int(rng.integers(0, length)) if rng.random() < cfg.blink_probability else None
+    return ClipPlan(
+        emotion=emotion,
+        action_units=aus,
+        au_weights=tuple(float(x) for x in rng.uniform(0.6, 1.0, len(aus))),
+        amplitude=float(rng.uniform(*cfg.amplitude_px)),
+        first_frame=int(rng.integers(1, 300)),
+        length=length,
+        apex_index=apex_index,
+        drift_end=(float(drift * np.cos(angle)), float(drift * np.sin(angle))),
+        drift_wobble=(
+            float(rng.uniform(0, 0.3) * cfg.drift_px),
+            float(rng.uniform(0.3, 1.5)),
+            float(rng.uniform(0, 2 * np.pi)),
+        ),
+        blink_at=blink_at,
+        blink_len=int(rng.integers(20, 40)),  # 100-200 ms at 200 fps
+        gain_end=float(rng.uniform(-1, 1) * cfg.illumination_change),
+    )
+
+
+@lru_cache(maxsize=256)
+def _expression_field(cfg: SyntheticConfig, subject: int, clip: int) -> np.ndarray:
+    """(2, H, W) displacement at the apex, scaled so its largest vector has the clip's amplitude in px."""
+    plan = _plan(cfg, subject, clip)
+    lm = _face(cfg, subject).landmarks
+    d = sum(
+        wt * au_field(au, lm, cfg.height, cfg.width)
+        for au, wt in zip(plan.action_units, plan.au_weights, strict=True)
+    )
+    peak = float(np.sqrt((d**2).sum(0)).max())
+    return (d * (plan.amplitude / peak)).astype(np.float32)
+
+
+def _drift(plan: ClipPlan, index: int) -> tuple[float, float]:
+    s = index / max(plan.length - 1, 1)
+    smooth = 3 * s**2 - 2 * s**3  # ease in and out: heads drift, they do not jump
+    amp, freq, phase = plan.drift_wobble
+    wobble = amp * (np.sin(2 * np.pi * freq * s + phase) - np.sin(phase))
+    return plan.drift_end[0] * smooth + wobble, plan.drift_end[1] * smooth + 0.5 * wobble
+
+
+def render_frame(cfg: SyntheticConfig, subject: int, clip: int, index: int) -> np.ndarray:
+    """Frame `index` (0 = onset) of a clip: uint8 (H, W), or (H, W, 3) when `cfg.rgb`."""
+    plan = _plan(cfg, subject, clip)
+    if not 0 <= index < plan.length:
+        raise IndexError(f"frame index {index} outside clip of {plan.length} frames")
+    face = _face(cfg, subject)
+    image = face.open_eyes
+    if plan.blink_at is not None:
+        # Lid closure with a fast close / slower open, as blinks are.
+        dt = index - plan.blink_at
+        half = plan.blink_len / 2
+        closure = max(0.0, 1 - abs(dt) / (half * (0.6 if dt < 0 else 1.4)))
+        if closure > 0:
+            image = (1 - closure) * face.open_eyes + closure * face.closed_eyes
+    a = temporal_profile(plan.length, plan.apex_index)[index]
+    dx, dy = _drift(plan, index)
+    field_ = a * _expression_field(cfg, subject, clip)
+    yy, xx = np.mgrid[0 : cfg.height, 0 : cfg.width].astype(np.float32)
+    # Backward warping: the pixel at p now shows what was at p - D(p).
+    map_x = (xx - field_[0] - dx).astype(np.float32)
+    map_y = (yy - field_[1] - dy).astype(np.float32)
+    warped = cv2.remap(image, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    gain = 1 + plan.gain_end * index / max(plan.length - 1, 1)
+    noise_rng = np.random.default_rng([cfg.seed, subject, clip, 4, index])
+    noisy = warped * gain + noise_rng.normal(0, cfg.noise_std, warped.shape)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class SyntheticFrames:
+    """Frame source of one synthetic clip; frames are rendered on demand, deterministically."""
+
+    config: SyntheticConfig
+    subject_index: int
+    clip_index: int
+    frame_numbers: tuple[int, ...]
+
+    def read(self, number: int) -> np.ndarray:
+        try:
+            index = self.frame_numbers.index(number)
+        except ValueError:
+            raise IndexError(
+                f"frame {number} not in clip (frames {self.frame_numbers[0]}..{self.frame_numbers[-1]})"
+            ) from None
+        return render_frame(self.config, self.subject_index, self.clip_index, index)
+
+    def fingerprint(self) -> str:
+        return f"synthetic:{self.config.digest()}:{self.subject_index}:{self.clip_index}"
+
+
+def subject_name(index: int) -> str:
+    return f"s{index + 1:02d}"
+
+
+def synthetic_samples(config: SyntheticConfig | None = None) -> list[Sample]:
+    """All clips, subject by subject. Subjects are `synthetic/s01`, ...; clips `s01_clip01`."""
+    cfg = config or SyntheticConfig()
+    samples = []
+    for s in range(cfg.num_subjects):
+        subject = subject_name(s)
+        for c in range(cfg.clips_per_subject):
+            plan = _plan(cfg, s, c)
+            numbers = tuple(range(plan.first_frame, plan.first_frame + plan.length))
+            clip = f"{subject}_clip{c + 1:02d}"
+            samples.append(
+                Sample(
+                    sample_id=f"synthetic/{subject}/{clip}",
+                    dataset="synthetic",
+                    subject=f"synthetic/{subject}",
+                    clip=clip,
+                    frames=SyntheticFrames(cfg, s, c, numbers),
+                    onset=numbers[0],
+                    apex=numbers[plan.apex_index],
+                    offset=numbers[-1],
+                    emotion=plan.emotion,
+                    action_units=plan.action_units,
+                    fps=cfg.fps,
+                    source=f"synthetic seed {cfg.seed}",
+                )
+            )
+    return samples
+
+
+def read_synthetic(**config) -> list[Sample]:
+    """Reader entry point for configs: keyword arguments are `SyntheticConfig` fields."""
+    return synthetic_samples(SyntheticConfig(**config))

@@ -1,0 +1,79 @@
+"""MERClassifier: the supervised recipe (an injected network, a loss, an optimizer) as a LightningModule.
+
+The network is any `nn.Module` mapping (N, C, H, W) to logits; the loss takes (logits, target); the
+optimizer and optional scheduler arrive as partials and are built here with `self.parameters()`.
+There is no validation step on purpose: the held-out subject must never choose an epoch, a checkpoint or a
+learning rate. `test_step` collects per-sample probabilities so the fold's predictions can be written out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import lightning.pytorch as L
+import numpy as np
+import torch
+from torch import nn
+
+from evaluation.metrics import confusion_matrix, megc_scores
+
+
+class MERClassifier(L.LightningModule):
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        class_names: Sequence[str] = (),
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.loss = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.class_names = tuple(class_names)
+        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"])
+        self._test_rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.test_predictions: dict[str, np.ndarray] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self(batch["x"])
+        loss = self.loss(logits, batch["y"])
+        n = batch["y"].shape[0]
+        acc = (logits.argmax(1) == batch["y"]).float().mean()
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log("train/acc", acc, on_step=False, on_epoch=True, batch_size=n)
+        return loss
+
+    def on_test_epoch_start(self) -> None:
+        self._test_rows = []
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self(batch["x"])
+        probs = torch.softmax(logits.float(), dim=1)
+        self._test_rows.append((batch["index"].cpu(), batch["y"].cpu(), probs.cpu()))
+
+    def on_test_epoch_end(self) -> None:
+        index = torch.cat([r[0] for r in self._test_rows]).numpy()
+        y_true = torch.cat([r[1] for r in self._test_rows]).numpy()
+        probs = torch.cat([r[2] for r in self._test_rows]).numpy()
+        y_pred = probs.argmax(1)
+        self.test_predictions = {"index": index, "y_true": y_true, "y_pred": y_pred, "probs": probs}
+        num_classes = probs.shape[1]
+        # One subject's scores are noisy and often miss classes; they are logged for inspection only.
+        # The numbers to report are pooled over all folds by `evaluation`.
+        scores = megc_scores(confusion_matrix(y_true, y_pred, num_classes), self.class_names or None)
+        self.log_dict(
+            {"test/uf1": scores["uf1"], "test/uar": scores["uar"], "test/acc": scores["accuracy"]},
+            batch_size=len(y_true),
+        )
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer)}}

@@ -1,0 +1,152 @@
+"""The fold loop: train each fold of a protocol with a fixed schedule and write its predictions.
+
+Each fold is seeded with `seed + fold index` before anything random is built, so a fold's result does not
+depend on which folds ran before it in the same process: a run resumed after a crash pools to exactly the
+numbers an uninterrupted run gives. Predictions are written atomically when a fold finishes; a rerun into
+the same run directory skips those folds.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as L
+import pandas as pd
+
+from datamodules.datamodule import FeatureSet, MERDataModule
+from datamodules.protocols import Fold
+from evaluation.predictions import finished_folds, write_fold_predictions
+from training.loggers import close_loggers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FoldFactories:
+    """How to build each fold's parts; train.py makes these from the config."""
+
+    datamodule: Callable[[int], MERDataModule]
+    model: Callable[[MERDataModule], L.LightningModule]
+    loggers: Callable[[Fold], list]
+    trainer: Callable[[list, list], L.Trainer]  # (loggers, callbacks) -> Trainer
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's per-Trainer banners and hints that would repeat once per fold."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*`training_step` returns `None`.*")
+    warnings.filterwarnings("ignore", message=".*defined a `validation_step` but have no `val_dataloader`.*")
+
+
+def fold_predictions(features: FeatureSet, fold: Fold, predictions: dict) -> pd.DataFrame:
+    """Per-sample rows of one fold: ids, truth, prediction and one probability column per class."""
+    index = predictions["index"]
+    frame = pd.DataFrame(
+        {
+            "sample_id": [features.sample_ids[i] for i in index],
+            "subject": [features.subjects[i] for i in index],
+            "dataset": [features.datasets[i] for i in index],
+            "clip": [features.clips[i] for i in index],
+            "fold": fold.index,
+            "y_true": predictions["y_true"].astype(int),
+            "y_pred": predictions["y_pred"].astype(int),
+        }
+    )
+    for c, name in enumerate(features.classes):
+        frame[f"p_{name}"] = predictions["probs"][:, c]
+    return frame
+
+
+class _FoldProgress(L.Callback):
+    """Shows the running fold's epoch and loss on the fold progress bar."""
+
+    def __init__(self, bar, fold: Fold) -> None:
+        self.bar, self.fold = bar, fold
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.bar is None:
+            return
+        loss = trainer.callback_metrics.get("train/loss")
+        text = f"{self.fold.name} epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+        if loss is not None:
+            text += f" loss {float(loss):.3f}"
+        self.bar.set_postfix_str(text, refresh=False)
+
+
+def train_fold(
+    features: FeatureSet,
+    folds: Sequence[Fold],
+    k: int,
+    run_dir: Path,
+    build: FoldFactories,
+    seed: int,
+    bar=None,
+) -> pd.DataFrame:
+    fold = folds[k]
+    L.seed_everything(seed + k, workers=True, verbose=False)
+    datamodule = build.datamodule(k)
+    datamodule.setup("fit")
+    model = build.model(datamodule)
+    loggers = build.loggers(fold)
+    failed = True
+    try:
+        trainer = build.trainer(loggers, [_FoldProgress(bar, fold)])
+        trainer.fit(model, datamodule=datamodule)
+        trainer.test(model, datamodule=datamodule, verbose=False)
+        frame = fold_predictions(features, fold, model.test_predictions)
+        write_fold_predictions(run_dir, k, frame)
+        failed = False
+        return frame
+    finally:
+        close_loggers(loggers, failed=failed)
+
+
+def train_folds(
+    features: FeatureSet,
+    folds: Sequence[Fold],
+    run_dir: str | Path,
+    build: FoldFactories,
+    seed: int = 0,
+    only: Sequence[int] | None = None,
+    progress: bool = True,
+) -> list[int]:
+    """Train the folds not yet finished in `run_dir` (all, or those in `only`). Returns the folds trained."""
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    wanted = list(range(len(folds))) if only is None else list(only)
+    for k in wanted:
+        if not 0 <= k < len(folds):
+            raise ValueError(f"fold {k} does not exist: this protocol has folds 0..{len(folds) - 1}")
+    done = finished_folds(run_dir)
+    todo = [k for k in wanted if k not in done]
+    if len(todo) < len(wanted):
+        log.info(
+            "%d of %d folds already finished in %s; training the other %d",
+            len(wanted) - len(todo),
+            len(wanted),
+            run_dir,
+            len(todo),
+        )
+    quiet_lightning()
+    bar = tqdm(
+        total=len(wanted),
+        initial=len(wanted) - len(todo),
+        desc="folds",
+        unit="fold",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    try:
+        for k in todo:
+            train_fold(features, folds, k, run_dir, build, seed, bar)
+            bar.update(1)
+    finally:
+        bar.close()
+    return todo
