@@ -1,0 +1,199 @@
+"""The apex-flow input of most MER networks: onset→apex flow, its strain and/or frames, as a (C, H, W) array.
+
+A `FeatureSpec` says which frames, which channels, which flow and what output size; `compute_features` turns
+one `Sample` into the array, in physical units (u, v, magnitude in source pixels; strain dimensionless;
+frames grey in [0, 1]). Normalisation is the data module's job, from training-fold statistics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from datamodules.samples import Sample, SampleError
+from preprocessing.flow import FLOW_METHODS, flow_parameters, optical_flow, to_gray
+from preprocessing.strain import STRAIN_SCHEMES, optical_strain
+
+# Bump when compute_features changes what it produces for the same spec: every cached feature is rebuilt.
+FEATURES_VERSION = 1
+
+CHANNELS = ("u", "v", "strain", "magnitude", "onset", "apex")
+FLOW_CHANNELS = frozenset({"u", "v", "strain", "magnitude"})
+FRAMES = ("onset", "apex", "offset", "middle")
+APEX_FALLBACKS = ("middle", "error")
+
+
+class FeatureError(RuntimeError):
+    """Features could not be computed for a sample; the message starts with its sample_id."""
+
+
+def _allowed(what: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(allowed)}")
+
+
+def _canonical_params(params: Any) -> tuple[tuple[str, Any], ...]:
+    """A dict or (Hydra) list of pairs -> pairs sorted by name, so their order cannot change the key."""
+    items = params.items() if isinstance(params, Mapping) else params
+    pairs = []
+    for name, value in items:
+        if isinstance(value, np.generic):
+            value = value.item()
+        if not isinstance(value, bool | int | float | str):
+            raise ValueError(f"flow parameter {name!r} must be a number or a string, got {value!r}")
+        pairs.append((str(name), value))
+    names = [name for name, _ in pairs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"flow_params names a parameter twice: {names}")
+    return tuple(sorted(pairs))
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What `compute_features` makes of a sample; its `key()` names the cache folder.
+
+    frames: the flow pair (from, to), each one of FRAMES; "middle" = the frame midway from onset to offset.
+    channels: output channels in order, from CHANNELS: u, v (flow, px), strain (optical strain,
+        dimensionless), magnitude (√(u² + v²), px), onset, apex (that frame's grey pixels in [0, 1]).
+    flow_method / flow_params: see preprocessing.flow (params as (name, value) pairs, or a dict).
+    strain_scheme: finite differences for strain, see preprocessing.strain.
+    size: output (H, W); channels are computed at the source resolution and resized with INTER_AREA.
+    apex_fallback: what stands in for a missing apex: "middle" (the middle frame) or "error".
+    """
+
+    frames: tuple[str, str] = ("onset", "apex")
+    channels: tuple[str, ...] = ("u", "v", "strain")
+    flow_method: str = "tvl1"
+    flow_params: tuple[tuple[str, float], ...] = ()
+    strain_scheme: str = "backward"
+    size: tuple[int, int] = (28, 28)
+    apex_fallback: str = "middle"
+
+    def __post_init__(self) -> None:
+        # Hydra hands over ListConfig/lists; a frozen dataclass needs hashable tuples.
+        set_ = object.__setattr__
+        set_(self, "frames", tuple(self.frames))
+        set_(self, "channels", tuple(self.channels))
+        set_(self, "flow_params", _canonical_params(self.flow_params))
+        set_(self, "size", tuple(int(s) for s in self.size))
+        if len(self.frames) != 2:
+            raise ValueError(f"frames must be a pair (from, to), got {self.frames!r}")
+        for frame in self.frames:
+            _allowed("frame", frame, FRAMES)
+        if self.frames[0] == self.frames[1]:
+            raise ValueError(f"frames must be two different frames, got {self.frames!r}")
+        if not self.channels:
+            raise ValueError(f"channels must name at least one of: {', '.join(CHANNELS)}")
+        for channel in self.channels:
+            _allowed("channel", channel, CHANNELS)
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError(f"channels repeat a name: {self.channels!r}")
+        _allowed("flow method", self.flow_method, FLOW_METHODS)
+        _allowed("strain scheme", self.strain_scheme, STRAIN_SCHEMES)
+        _allowed("apex fallback", self.apex_fallback, APEX_FALLBACKS)
+        if len(self.size) != 2 or min(self.size) < 1:
+            raise ValueError(f"size must be (H, W) with positive entries, got {self.size!r}")
+        # Parameter names and types are checked now, not at the first sample of a long run.
+        flow_parameters(self.flow_method, dict(self.flow_params))
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.channels)
+
+    @property
+    def needs_flow(self) -> bool:
+        return any(channel in FLOW_CHANNELS for channel in self.channels)
+
+    def describe(self) -> dict[str, Any]:
+        """Every field, the code version and (if a flow channel is asked for) the flow parameters in effect,
+        read back from OpenCV: the JSON that `key()` hashes, stored beside the cache as spec.json."""
+        record: dict[str, Any] = {
+            "features_version": FEATURES_VERSION,
+            "frames": list(self.frames),
+            "channels": list(self.channels),
+            "flow_method": self.flow_method,
+            "flow_params": dict(self.flow_params),
+            "strain_scheme": self.strain_scheme,
+            "size": list(self.size),
+            "apex_fallback": self.apex_fallback,
+        }
+        if self.needs_flow:
+            record["flow"] = flow_parameters(self.flow_method, dict(self.flow_params))
+        return record
+
+    def key(self) -> str:
+        """sha256 hex of the canonical JSON of `describe()`: changes with any field, the flow parameters in
+        effect or the OpenCV version (when flow is used)."""
+        text = json.dumps(self.describe(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _middle_frame(sample: Sample) -> int:
+    # Nearest present frame to the midpoint (lower on a tie), so a gap in the numbering is no error.
+    present = [n for n in sample.frames.frame_numbers if sample.onset <= n <= sample.offset]
+    if not present:
+        raise SampleError(
+            f"{sample.sample_id}: no frames between onset {sample.onset} and offset {sample.offset}"
+        )
+    middle = (sample.onset + sample.offset) / 2
+    return min(present, key=lambda n: (abs(n - middle), n))
+
+
+def frame_number(sample: Sample, frame: str, apex_fallback: str = "middle") -> int:
+    """The frame number that `frame` ("onset", "apex", "offset", "middle") means for `sample`."""
+    if frame == "onset":
+        return sample.onset
+    if frame == "offset":
+        return sample.offset
+    if frame == "middle":
+        return _middle_frame(sample)
+    if frame == "apex":
+        if sample.apex is not None:
+            return sample.apex
+        if apex_fallback == "middle":
+            return _middle_frame(sample)
+        raise SampleError(f"{sample.sample_id}: no apex annotated and apex_fallback is {apex_fallback!r}")
+    raise ValueError(f"unknown frame {frame!r}; allowed: {', '.join(FRAMES)}")
+
+
+def compute_features(sample: Sample, spec: FeatureSpec) -> np.ndarray:
+    """The spec's channels for one sample: float32 (C, H, W) = (spec.num_channels, *spec.size).
+
+    Flow runs from frame spec.frames[0] to spec.frames[1] at the source resolution; strain is taken from that
+    flow; then every channel is resized with INTER_AREA. Units: u, v, magnitude in source pixels (not rescaled
+    by the resize), strain dimensionless, onset/apex grey in [0, 1]. Not normalised.
+    """
+    frames: dict[int, np.ndarray] = {}
+
+    def read(number: int) -> np.ndarray:
+        if number not in frames:
+            frames[number] = sample.frames.read(number)
+        return frames[number]
+
+    maps: dict[str, np.ndarray] = {}
+    if spec.needs_flow:
+        first, second = (frame_number(sample, name, spec.apex_fallback) for name in spec.frames)
+        u, v = optical_flow(read(first), read(second), spec.flow_method, dict(spec.flow_params))
+        maps["u"], maps["v"] = u, v
+        if "strain" in spec.channels:
+            maps["strain"] = optical_strain(u, v, spec.strain_scheme)
+        if "magnitude" in spec.channels:
+            maps["magnitude"] = np.hypot(u, v)
+    for name in ("onset", "apex"):
+        if name in spec.channels:
+            maps[name] = to_gray(read(frame_number(sample, name, spec.apex_fallback)))
+
+    height, width = spec.size
+    out = np.empty((spec.num_channels, height, width), dtype=np.float32)
+    shapes = {maps[name].shape for name in spec.channels}
+    if len(shapes) != 1:
+        raise SampleError(f"{sample.sample_id}: frames differ in size: {sorted(shapes)}")
+    for index, name in enumerate(spec.channels):
+        out[index] = cv2.resize(maps[name].astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
+    return out
