@@ -68,7 +68,17 @@ def run(cfg: DictConfig) -> Path:
 
     settings = result_settings(cfg)
     labels = label_map(cfg.data.label_map)
-    samples = instantiate(cfg.data.reader)
+    read = instantiate(cfg.data.reader)  # a datamodules.readers.base.ReadResult
+    samples = read.samples
+    if read.report.repairs or read.report.drops:
+        log.info(
+            "%s: %d samples read, %d repaired, %d dropped (see python -m datamodules.check data=%s)",
+            cfg.data.name,
+            len(samples),
+            len(read.report.repairs),
+            len(read.report.drops),
+            cfg.data.name,
+        )
     spec = instantiate(cfg.features)
     features = build_feature_set(
         samples, labels, spec, cache_dir=cfg.cache_dir, progress=cfg.progress, workers=cfg.feature_workers

@@ -13,13 +13,13 @@ would skip or a report would pool.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+
+from utils.atomic import atomic_write_text
 
 # Columns every fold file has, besides one probability column `p_<class>` per class.
 PREDICTION_COLUMNS = ("sample_id", "subject", "dataset", "clip", "fold", "y_true", "y_pred")
@@ -39,41 +39,6 @@ def predictions_dir(run_dir: str | Path) -> Path:
 def fold_path(run_dir: str | Path, fold_index: int) -> Path:
     """`run_dir/predictions/fold_NNN.csv` (at least 3 digits, so names sort in fold order)."""
     return predictions_dir(run_dir) / f"fold_{int(fold_index):03d}.csv"
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not possible (nor needed) on every platform.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` so readers see either the old file or the complete new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _probability_columns(columns: Sequence[str]) -> list[str]:

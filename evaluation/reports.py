@@ -22,14 +22,8 @@ import numpy as np
 import pandas as pd
 
 from evaluation.metrics import confusion_matrix, megc_scores
-from evaluation.predictions import (
-    EvaluationError,
-    atomic_write_bytes,
-    atomic_write_text,
-    fold_path,
-    read_predictions,
-    read_run_info,
-)
+from evaluation.predictions import EvaluationError, fold_path, read_predictions, read_run_info
+from utils.atomic import atomic_write_bytes, atomic_write_text
 
 REPORT_FILES = ("summary.json", "results.md", "confusion_matrix.png", "megc_log.txt")
 

@@ -18,19 +18,18 @@ import json
 import logging
 import os
 import re
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from datamodules.samples import Sample
 from preprocessing.features import FeatureError, FeatureSpec, compute_features
+from utils.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -56,34 +55,6 @@ def _checksum(array: np.ndarray) -> str:
     digest = hashlib.sha256(f"{array.dtype.str}|{array.shape}|".encode())
     digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
-
-
-@contextmanager
-def _atomic_file(path: Path) -> Iterator[Any]:
-    """A binary file that becomes `path` only if the block finishes; the temporary never outlives it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    # The rename itself is durable only once the folder is synced; best effort (not every OS allows it).
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 class FeatureCache:
@@ -116,7 +87,7 @@ class FeatureCache:
                     f"{path} belongs to spec key {stored}, not {spec_key}: move the folder away"
                 )
         text = json.dumps({"key": spec_key, **spec.describe()}, indent=2, sort_keys=True) + "\n"
-        with _atomic_file(path) as handle:
+        with atomic_file(path) as handle:
             handle.write(text.encode())
         return path
 
@@ -148,7 +119,7 @@ class FeatureCache:
         """Write `array` under `key` atomically, with its sha256; returns the file's path."""
         path = self.path(key)
         array = np.ascontiguousarray(array)
-        with _atomic_file(path) as handle:
+        with atomic_file(path) as handle:
             np.savez(handle, features=array, sha256=np.array(_checksum(array)))
         return path
 

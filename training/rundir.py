@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from datamodules.protocols import Fold
+from utils.atomic import atomic_write_json
 
 
 class RunDirError(RuntimeError):
@@ -42,20 +41,6 @@ def differing_settings(a: Mapping, b: Mapping) -> list[str]:
     """Dotted names of the settings whose values differ between two nested dicts."""
     fa, fb = _flatten(a), _flatten(b)
     return sorted(k for k in set(fa) | set(fb) if fa.get(k, "<absent>") != fb.get(k, "<absent>"))
-
-
-def write_json_atomic(path: Path, obj: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def prepare_run_dir(
@@ -91,5 +76,5 @@ def prepare_run_dir(
         if old.get("classes") != info["classes"] or old.get("folds") != info["folds"]:
             raise RunDirError(f"run directory {run_dir} was made with other classes or folds than this data")
         return run_dir
-    write_json_atomic(info_path, info)
+    atomic_write_json(info_path, info)
     return run_dir

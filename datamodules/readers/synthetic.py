@@ -24,6 +24,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from datamodules.readers.base import ReadReport, ReadResult
 from datamodules.samples import Sample
 
 # Bump when the rendering changes, so feature caches keyed on `fingerprint()` are rebuilt.
@@ -526,6 +527,6 @@ def synthetic_samples(config: SyntheticConfig | None = None) -> list[Sample]:
     return samples
 
 
-def read_synthetic(**config) -> list[Sample]:
-    """Reader entry point for configs: keyword arguments are `SyntheticConfig` fields."""
-    return synthetic_samples(SyntheticConfig(**config))
+def read_synthetic(**config) -> ReadResult:
+    """Reader entry point for configs: keyword arguments are `SyntheticConfig` fields. Nothing to repair."""
+    return ReadResult(synthetic_samples(SyntheticConfig(**config)), ReadReport("synthetic"))

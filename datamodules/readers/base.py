@@ -1,0 +1,160 @@
+"""What every database reader shares: the read report, strict vs lenient handling, frame-folder helpers.
+
+A reader turns one database on disk into `Sample`s and a `ReadReport`. Every quirk it meets is either
+*repaired* (the spec documents a fix; the sample is kept and the reason logged) or the sample is *dropped*
+(with the reason); nothing disappears silently. In strict mode the first quirk raises a `ReaderError`
+naming the file and row instead. Problems that make the whole database unreadable (a missing annotation
+file, a missing column, a wrong sheet) always raise, in either mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datamodules.samples import FrameFolder, Sample, SampleError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+class ReaderError(SampleError):
+    """A database cannot be read as it is; the message names the file (and row) and what was expected."""
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One repaired or dropped sample; `source` is the annotation file and row (or folder) it came from."""
+
+    sample_id: str
+    reason: str
+    source: str = ""
+
+    def as_dict(self) -> dict:
+        return {"sample_id": self.sample_id, "reason": self.reason, "source": self.source}
+
+
+@dataclass
+class ReadReport:
+    """Repairs and drops of one read; `strict=True` turns each into a `ReaderError` instead."""
+
+    dataset: str
+    strict: bool = False
+    repairs: list[Issue] = field(default_factory=list)
+    drops: list[Issue] = field(default_factory=list)
+
+    def repair(self, sample_id: str, reason: str, source: str = "") -> None:
+        """Record a documented fix; raises in strict mode."""
+        if self.strict:
+            raise ReaderError(f"{source}: {sample_id}: {reason} (strict mode; lenient mode repairs this)")
+        self.repairs.append(Issue(sample_id, reason, source))
+        log.info("%s: repaired %s: %s (%s)", self.dataset, sample_id, reason, source)
+
+    def drop(self, sample_id: str, reason: str, source: str = "") -> None:
+        """Record a sample left out; raises in strict mode."""
+        if self.strict:
+            raise ReaderError(f"{source}: {sample_id}: {reason} (strict mode; the lenient default drops it)")
+        self.drops.append(Issue(sample_id, reason, source))
+        log.info("%s: dropped %s: %s (%s)", self.dataset, sample_id, reason, source)
+
+    def extend(self, other: ReadReport) -> None:
+        self.repairs += other.repairs
+        self.drops += other.drops
+
+
+@dataclass
+class ReadResult:
+    """A reader's output: the samples kept, and the report of everything repaired or dropped."""
+
+    samples: list[Sample]
+    report: ReadReport
+
+
+def trailing_number(path: Path) -> int | None:
+    """The last run of digits in a file name's stem: `reg_img46.jpg` -> 46, `006_05562.jpg` -> 5562."""
+    found = re.findall(r"\d+", path.stem)
+    return int(found[-1]) if found else None
+
+
+def frame_folder(folder: Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> FrameFolder:
+    """The image files of a clip folder, ordered by the trailing number of their names (not by string).
+
+    Raises `ReaderError` if the folder does not exist, holds no images, or two files share a frame number.
+    """
+    if not folder.is_dir():
+        raise ReaderError(f"frame folder does not exist: {folder}")
+    numbered: dict[int, Path] = {}
+    for path in folder.iterdir():
+        if path.suffix.lower() not in suffixes or path.name.startswith("."):
+            continue
+        number = trailing_number(path)
+        if number is None:
+            continue
+        if number in numbered:
+            raise ReaderError(f"{folder}: {numbered[number].name} and {path.name} both hold frame {number}")
+        numbered[number] = path
+    if not numbered:
+        raise ReaderError(f"no image frames ({'/'.join(suffixes)}) in {folder}")
+    numbers = sorted(numbered)
+    return FrameFolder(tuple(numbered[n] for n in numbers), tuple(numbers))
+
+
+def fit_to_frames(
+    report: ReadReport,
+    sample_id: str,
+    source: str,
+    onset: int,
+    apex: int | None,
+    offset: int,
+    numbers: Sequence[int],
+) -> tuple[int, int | None, int] | None:
+    """Reconcile annotated onset/apex/offset with the frame numbers on disk, repairing what can be repaired.
+
+    - all inside the frames present: unchanged;
+    - onset/offset beyond the frames present but the apex inside: onset/offset clamped to the frames present;
+    - the apex outside the frames present (the annotation uses another numbering than the folder, e.g.
+      CASME II sub12/EP09_02 annotated 16/59/101 with frames 161..206 on disk): the folder is taken as the
+      clip, onset/offset become its first/last frame and the apex keeps its relative position in the clip.
+    Returns None (after recording a drop) only when the annotation itself is inconsistent (onset > offset).
+    """
+    first, last = numbers[0], numbers[-1]
+    if onset > offset:
+        report.drop(sample_id, f"onset {onset} is after offset {offset}", source)
+        return None
+    if apex is not None and not onset <= apex <= offset:
+        report.drop(sample_id, f"apex {apex} outside onset..offset {onset}..{offset}", source)
+        return None
+    if first <= onset and offset <= last:
+        return onset, apex, offset
+    if apex is None or first <= apex <= last:
+        new_onset, new_offset = max(onset, first), min(offset, last)
+        if new_onset > new_offset:  # no overlap at all and no apex to anchor on: take the folder as the clip
+            new_onset, new_offset = first, last
+        report.repair(
+            sample_id,
+            f"annotated frames {onset}..{offset} but frames {first}..{last} on disk: "
+            f"clamped to {new_onset}..{new_offset}",
+            source,
+        )
+        return new_onset, apex, new_offset
+    relative = (apex - onset) / max(offset - onset, 1)
+    new_apex = first + round(relative * (last - first))
+    new_apex = min(numbers, key=lambda n: (abs(n - new_apex), n))
+    report.repair(
+        sample_id,
+        f"annotated onset/apex/offset {onset}/{apex}/{offset} but frames {first}..{last} on disk: "
+        f"took the folder as the clip, apex at the same relative position ({new_apex})",
+        source,
+    )
+    return first, new_apex, last
+
+
+def counts(values: Iterable[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return dict(sorted(out.items()))
