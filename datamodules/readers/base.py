@@ -46,6 +46,7 @@ class ReadReport:
     strict: bool = False
     repairs: list[Issue] = field(default_factory=list)
     drops: list[Issue] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # facts about the read: label-file version detected, ...
 
     def repair(self, sample_id: str, reason: str, source: str = "") -> None:
         """Record a documented fix; raises in strict mode."""
@@ -61,9 +62,14 @@ class ReadReport:
         self.drops.append(Issue(sample_id, reason, source))
         log.info("%s: dropped %s: %s (%s)", self.dataset, sample_id, reason, source)
 
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        log.info("%s: %s", self.dataset, text)
+
     def extend(self, other: ReadReport) -> None:
         self.repairs += other.repairs
         self.drops += other.drops
+        self.notes += other.notes
 
 
 @dataclass
