@@ -77,6 +77,9 @@ def make_loggers(
         config=dict(config or {}),
         settings=_quiet_wandb_settings(),
     )
+    # Lightning 2.6 always passes `anonymous=None`, which wandb 0.31 answers with a deprecation warning on
+    # every run; the key has no effect, so leave it out.
+    logger._wandb_init.pop("anonymous", None)
     return [logger]
 
 

@@ -62,6 +62,11 @@ class ReadReport:
         self.drops.append(Issue(sample_id, reason, source))
         log.info("%s: dropped %s: %s (%s)", self.dataset, sample_id, reason, source)
 
+    def exclude(self, sample_id: str, reason: str, source: str = "") -> None:
+        """Record a sample a protocol leaves out on purpose (not a quirk: never raises, even when strict)."""
+        self.drops.append(Issue(sample_id, reason, source))
+        log.debug("%s: excluded %s: %s", self.dataset, sample_id, reason)
+
     def note(self, text: str) -> None:
         self.notes.append(text)
         log.info("%s: %s", self.dataset, text)
