@@ -148,3 +148,10 @@ def test_cli_error_is_one_clear_line(tmp_path):
     )
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith(f"error: {run_dir / 'run.json'} is unreadable")
+
+
+def test_mixed_precision_runs_the_same_code_path(tmp_path):
+    # bf16-mixed is what trainer=gpu_bf16 uses on CUDA; Lightning also runs it on the CPU, so the mixed
+    # precision path (autocast, float32 loss and probabilities) is exercised without a GPU.
+    summary = _run(tmp_path, tmp_path / "run", ["fold=0", "trainer.precision=bf16-mixed"])
+    assert summary["folds_done"] == 1 and summary["n"] == 3
