@@ -101,6 +101,15 @@ LABEL_MAPS: dict[str, LabelMap] = {
             "synthetic": {"negative": "negative", "positive": "positive", "surprise": "surprise"},
         },
     ),
+    # SMIC on its own (any subset): its folder names are already the three classes.
+    "smic_3class": LabelMap(
+        "smic_3class",
+        ("negative", "positive", "surprise"),
+        {
+            d: {"negative": "negative", "positive": "positive", "surprise": "surprise"}
+            for d in ("smic", "smic_vis", "smic_nir")
+        },
+    ),
     "casme2_5class": LabelMap(
         "casme2_5class",
         ("happiness", "surprise", "disgust", "repression", "others"),
