@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from datamodules.samples import Sample, SampleError
+from preprocessing.apex import spot_apex
 from preprocessing.flow import FLOW_METHODS, flow_parameters, optical_flow, to_gray
 from preprocessing.strain import STRAIN_SCHEMES, optical_strain
 
@@ -26,7 +27,8 @@ FEATURES_VERSION = 1
 CHANNELS = ("u", "v", "strain", "magnitude", "onset", "apex")
 FLOW_CHANNELS = frozenset({"u", "v", "strain", "magnitude"})
 FRAMES = ("onset", "apex", "offset", "middle")
-APEX_FALLBACKS = ("middle", "error")
+APEX_FALLBACKS = ("middle", "frame_difference", "strain", "error")
+APEX_SOURCES = ("annotated", "spotted")
 
 
 class FeatureError(RuntimeError):
@@ -64,7 +66,10 @@ class FeatureSpec:
     flow_method / flow_params: see preprocessing.flow (params as (name, value) pairs, or a dict).
     strain_scheme: finite differences for strain, see preprocessing.strain.
     size: output (H, W); channels are computed at the source resolution and resized with INTER_AREA.
-    apex_fallback: what stands in for a missing apex: "middle" (the middle frame) or "error".
+    apex_fallback: what stands in for a missing apex: "middle" (the middle frame), a spotter of
+        preprocessing.apex ("frame_difference", "strain"), or "error".
+    apex: "annotated" (the annotation's apex; `apex_fallback` where it is missing) or "spotted" (always the
+        `apex_fallback` spotter, e.g. to compare with the annotation).
     """
 
     frames: tuple[str, str] = ("onset", "apex")
@@ -74,6 +79,7 @@ class FeatureSpec:
     strain_scheme: str = "backward"
     size: tuple[int, int] = (28, 28)
     apex_fallback: str = "middle"
+    apex: str = "annotated"
 
     def __post_init__(self) -> None:
         # Hydra hands over ListConfig/lists; a frozen dataclass needs hashable tuples.
@@ -97,6 +103,11 @@ class FeatureSpec:
         _allowed("flow method", self.flow_method, FLOW_METHODS)
         _allowed("strain scheme", self.strain_scheme, STRAIN_SCHEMES)
         _allowed("apex fallback", self.apex_fallback, APEX_FALLBACKS)
+        _allowed("apex source", self.apex, APEX_SOURCES)
+        if self.apex == "spotted" and self.apex_fallback == "error":
+            raise ValueError(
+                "apex='spotted' needs a spotter in apex_fallback (middle, frame_difference, strain)"
+            )
         if len(self.size) != 2 or min(self.size) < 1:
             raise ValueError(f"size must be (H, W) with positive entries, got {self.size!r}")
         # Parameter names and types are checked now, not at the first sample of a long run.
@@ -123,6 +134,8 @@ class FeatureSpec:
             "size": list(self.size),
             "apex_fallback": self.apex_fallback,
         }
+        if self.apex != "annotated":  # only when set, so the default spec keeps its key (and its cache)
+            record["apex"] = self.apex
         if self.needs_flow:
             record["flow"] = flow_parameters(self.flow_method, dict(self.flow_params))
         return record
@@ -145,7 +158,13 @@ def _middle_frame(sample: Sample) -> int:
     return min(present, key=lambda n: (abs(n - middle), n))
 
 
-def frame_number(sample: Sample, frame: str, apex_fallback: str = "middle") -> int:
+def frame_number(
+    sample: Sample,
+    frame: str,
+    apex_fallback: str = "middle",
+    apex: str = "annotated",
+    read: Callable[[int], np.ndarray] | None = None,
+) -> int:
     """The frame number that `frame` ("onset", "apex", "offset", "middle") means for `sample`."""
     if frame == "onset":
         return sample.onset
@@ -154,11 +173,19 @@ def frame_number(sample: Sample, frame: str, apex_fallback: str = "middle") -> i
     if frame == "middle":
         return _middle_frame(sample)
     if frame == "apex":
-        if sample.apex is not None:
+        if sample.apex is not None and apex == "annotated":
             return sample.apex
         if apex_fallback == "middle":
             return _middle_frame(sample)
-        raise SampleError(f"{sample.sample_id}: no apex annotated and apex_fallback is {apex_fallback!r}")
+        if apex_fallback == "error":
+            raise SampleError(f"{sample.sample_id}: no apex annotated and apex_fallback is {apex_fallback!r}")
+        return spot_apex(
+            read or sample.frames.read,
+            sample.frames.frame_numbers,
+            apex_fallback,
+            sample.onset,
+            sample.offset,
+        )
     raise ValueError(f"unknown frame {frame!r}; allowed: {', '.join(FRAMES)}")
 
 
@@ -178,7 +205,9 @@ def compute_features(sample: Sample, spec: FeatureSpec) -> np.ndarray:
 
     maps: dict[str, np.ndarray] = {}
     if spec.needs_flow:
-        first, second = (frame_number(sample, name, spec.apex_fallback) for name in spec.frames)
+        first, second = (
+            frame_number(sample, name, spec.apex_fallback, spec.apex, read) for name in spec.frames
+        )
         u, v = optical_flow(read(first), read(second), spec.flow_method, dict(spec.flow_params))
         maps["u"], maps["v"] = u, v
         if "strain" in spec.channels:
@@ -187,7 +216,7 @@ def compute_features(sample: Sample, spec: FeatureSpec) -> np.ndarray:
             maps["magnitude"] = np.hypot(u, v)
     for name in ("onset", "apex"):
         if name in spec.channels:
-            maps[name] = to_gray(read(frame_number(sample, name, spec.apex_fallback)))
+            maps[name] = to_gray(read(frame_number(sample, name, spec.apex_fallback, spec.apex, read)))
 
     height, width = spec.size
     out = np.empty((spec.num_channels, height, width), dtype=np.float32)
