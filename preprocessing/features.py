@@ -18,6 +18,7 @@ import numpy as np
 
 from datamodules.samples import Sample, SampleError
 from preprocessing.apex import spot_apex
+from preprocessing.face import FaceNotFound, face_crop_for
 from preprocessing.flow import FLOW_METHODS, flow_parameters, optical_flow, to_gray
 from preprocessing.strain import STRAIN_SCHEMES, optical_strain
 
@@ -29,6 +30,7 @@ FLOW_CHANNELS = frozenset({"u", "v", "strain", "magnitude"})
 FRAMES = ("onset", "apex", "offset", "middle")
 APEX_FALLBACKS = ("middle", "frame_difference", "strain", "error")
 APEX_SOURCES = ("annotated", "spotted")
+CROPS = ("none", "face")
 
 
 class FeatureError(RuntimeError):
@@ -66,6 +68,9 @@ class FeatureSpec:
     flow_method / flow_params: see preprocessing.flow (params as (name, value) pairs, or a dict).
     strain_scheme: finite differences for strain, see preprocessing.strain.
     size: output (H, W); channels are computed at the source resolution and resized with INTER_AREA.
+    crop: "none" (frames as provided: the databases' own cropped sets, as MEGC2019 used them) or "face"
+        (Haar face + eye-line alignment on the onset frame, the same warp applied to every frame).
+    crop_size: (W, H) of the face crop before features are computed; None keeps the detected box's size.
     apex_fallback: what stands in for a missing apex: "middle" (the middle frame), a spotter of
         preprocessing.apex ("frame_difference", "strain"), or "error".
     apex: "annotated" (the annotation's apex; `apex_fallback` where it is missing) or "spotted" (always the
@@ -78,6 +83,8 @@ class FeatureSpec:
     flow_params: tuple[tuple[str, float], ...] = ()
     strain_scheme: str = "backward"
     size: tuple[int, int] = (28, 28)
+    crop: str = "none"
+    crop_size: tuple[int, int] | None = None
     apex_fallback: str = "middle"
     apex: str = "annotated"
 
@@ -88,6 +95,9 @@ class FeatureSpec:
         set_(self, "channels", tuple(self.channels))
         set_(self, "flow_params", _canonical_params(self.flow_params))
         set_(self, "size", tuple(int(s) for s in self.size))
+        if self.crop_size is not None:
+            set_(self, "crop_size", tuple(int(s) for s in self.crop_size))
+        _allowed("crop", self.crop, CROPS)
         if len(self.frames) != 2:
             raise ValueError(f"frames must be a pair (from, to), got {self.frames!r}")
         for frame in self.frames:
@@ -134,6 +144,8 @@ class FeatureSpec:
             "size": list(self.size),
             "apex_fallback": self.apex_fallback,
         }
+        if self.crop != "none":  # only when set, like apex below
+            record["crop"] = {"method": self.crop, "size": list(self.crop_size) if self.crop_size else None}
         if self.apex != "annotated":  # only when set, so the default spec keeps its key (and its cache)
             record["apex"] = self.apex
         if self.needs_flow:
@@ -197,10 +209,18 @@ def compute_features(sample: Sample, spec: FeatureSpec) -> np.ndarray:
     by the resize), strain dimensionless, onset/apex grey in [0, 1]. Not normalised.
     """
     frames: dict[int, np.ndarray] = {}
+    crop = None
+    if spec.crop == "face":
+        # One crop per clip, from its onset frame, applied to every frame read (see preprocessing.face).
+        try:
+            crop = face_crop_for(sample.frames.read(sample.onset), size=spec.crop_size)
+        except FaceNotFound as err:
+            raise SampleError(f"{sample.sample_id}: {err} (onset frame {sample.onset})") from err
 
     def read(number: int) -> np.ndarray:
         if number not in frames:
-            frames[number] = sample.frames.read(number)
+            frame = sample.frames.read(number)
+            frames[number] = crop.apply(frame) if crop is not None else frame
         return frames[number]
 
     maps: dict[str, np.ndarray] = {}
