@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from datamodules.protocols import natural_key
 from datamodules.samples import FrameFolder, Sample, SampleError
 
 log = logging.getLogger(__name__)
@@ -53,14 +54,14 @@ class ReadReport:
         if self.strict:
             raise ReaderError(f"{source}: {sample_id}: {reason} (strict mode; lenient mode repairs this)")
         self.repairs.append(Issue(sample_id, reason, source))
-        log.info("%s: repaired %s: %s (%s)", self.dataset, sample_id, reason, source)
+        log.debug("%s: repaired %s: %s (%s)", self.dataset, sample_id, reason, source)
 
     def drop(self, sample_id: str, reason: str, source: str = "") -> None:
         """Record a sample left out; raises in strict mode."""
         if self.strict:
             raise ReaderError(f"{source}: {sample_id}: {reason} (strict mode; the lenient default drops it)")
         self.drops.append(Issue(sample_id, reason, source))
-        log.info("%s: dropped %s: %s (%s)", self.dataset, sample_id, reason, source)
+        log.debug("%s: dropped %s: %s (%s)", self.dataset, sample_id, reason, source)
 
     def exclude(self, sample_id: str, reason: str, source: str = "") -> None:
         """Record a sample a protocol leaves out on purpose (not a quirk: never raises, even when strict)."""
@@ -69,7 +70,7 @@ class ReadReport:
 
     def note(self, text: str) -> None:
         self.notes.append(text)
-        log.info("%s: %s", self.dataset, text)
+        log.debug("%s: %s", self.dataset, text)
 
     def extend(self, other: ReadReport) -> None:
         self.repairs += other.repairs
@@ -168,4 +169,4 @@ def counts(values: Iterable[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for v in values:
         out[v] = out.get(v, 0) + 1
-    return dict(sorted(out.items()))
+    return dict(sorted(out.items(), key=lambda kv: natural_key(kv[0])))
