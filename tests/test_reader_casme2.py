@@ -28,16 +28,37 @@ def _by_id(result):
     return {s.sample_id: s for s in result.samples}
 
 
+def _expected(copy):
+    """The manifest's annotation after the reader's documented repairs (see the planted quirks)."""
+    out = {}
+    for sid, row in copy["samples"].items():
+        onset, apex, offset = row["onset"], row["apex"], row["offset"]
+        if sid == copy["planted"]["offset_beyond_frames"]:  # three frames short on disk: offset clamped
+            offset -= 3
+        if sid == copy["planted"]["other_numbering"]:  # the folder numbers 145 higher: taken as the clip
+            onset, apex, offset = onset + 145, apex + 145, offset + 145
+        out[sid] = (row["emotion"], onset, apex, offset, tuple(row["action_units"]))
+    return out
+
+
 def test_reads_back_every_clip(copy, read):
     samples = _by_id(read)
-    assert set(samples) == set(copy["samples"])
-    for sid, row in copy["samples"].items():
-        s = samples[sid]
-        assert s.emotion == row["emotion"] and s.dataset == "casme2"
-        assert s.subject == "/".join(sid.split("/")[:2]) and s.fps == 200.0
+    assert len(samples) == len(read.samples) == 18
+    assert {sid: (s.emotion, s.onset, s.apex, s.offset, s.action_units) for sid, s in samples.items()} == (
+        _expected(copy)
+    )
+    rows = set()
+    for sid, s in samples.items():
+        assert s.dataset == "casme2" and s.clip == sid.split("/")[2] and s.fps == 200.0
+        assert s.subject == "/".join(sid.split("/")[:2])
         assert s.source.startswith("CASME2-coding-20140508.xlsx row ")
+        rows.add(int(s.source.rsplit(" ", 1)[1]))
+        assert s.frames.frame_numbers[0] <= s.onset and s.offset <= s.frames.frame_numbers[-1]
+    assert rows == set(range(2, 20))  # spreadsheet rows: header is row 1
     assert read.report.drops == []
+    assert len(read.report.repairs) == 3  # apex '/', offset past the frames, other numbering
     assert read.report.notes == ["CASME II labels: 2014 (from the file name CASME2-coding-20140508.xlsx)"]
+    assert read.samples[0].frames.read(read.samples[0].onset).shape[:2] == (64, 56)
 
 
 def test_planted_quirks_are_repaired_with_reasons(copy, read):
@@ -71,8 +92,47 @@ def test_planted_quirks_are_repaired_with_reasons(copy, read):
 
 
 def test_strict_mode_raises_at_the_first_quirk_naming_file_and_row(copy):
-    with pytest.raises(ReaderError, match=r"CASME2-coding-20140508\.xlsx row \d+: casme2/.*strict mode"):
+    # The first quirk in file order is the apex '/' row (planted before the others).
+    row = int(
+        _by_id(read_casme2(copy["frames_root"], copy["annotation"]))[
+            copy["planted"]["apex_slash"]
+        ].source.rsplit(" ", 1)[1]
+    )
+    with pytest.raises(
+        ReaderError,
+        match=rf"CASME2-coding-20140508\.xlsx row {row}: casme2/.*apex not annotated.*strict mode",
+    ):
         read_casme2(copy["frames_root"], copy["annotation"], strict=True)
+
+
+def test_unparseable_frame_cell_dropped_naming_cell_and_row(copy, tmp_path):
+    def garble(book):
+        book["Sheet1"]["F4"] = "12o"  # OffsetFrame of row 4
+
+    bad = _edit(copy["annotation"], tmp_path / "frames.xlsx", garble)
+    result = read_casme2(copy["frames_root"], bad)
+    (drop,) = result.report.drops
+    assert drop.source == "frames.xlsx row 4" and "'12o'" in drop.reason
+    assert drop.sample_id not in _by_id(result) and len(result.samples) == 17
+    with pytest.raises(ReaderError, match=r"frames\.xlsx row 4: casme2/.*'12o'"):
+        read_casme2(copy["frames_root"], bad, strict=True)
+
+
+def test_duplicate_row_dropped_and_folder_case_fallback(copy, tmp_path):
+    def duplicate(book):
+        sheet = book["Sheet1"]
+        sheet.append([c.value for c in sheet[2]])
+
+    bad = _edit(copy["annotation"], tmp_path / "dup.xlsx", duplicate)
+    result = read_casme2(copy["frames_root"], bad)
+    (drop,) = result.report.drops
+    assert drop.source == "dup.xlsx row 20" and "row 2" in drop.reason and len(result.samples) == 18
+    frames = tmp_path / "frames"
+    shutil.copytree(copy["frames_root"], frames)
+    odd = copy["planted"]["odd_folder"].split("/", 1)[1]  # sub02/EP01_2
+    (frames / odd).rename(frames / odd.lower())
+    result = read_casme2(frames, copy["annotation"])
+    assert _by_id(result)[copy["planted"]["odd_folder"]].frames.paths[0].parent.name == "ep01_2"
 
 
 def test_version_by_name_content_and_forced(copy, tmp_path):
@@ -96,16 +156,41 @@ def test_version_by_name_content_and_forced(copy, tmp_path):
     )
 
 
-def test_annotation_found_next_to_the_frames(copy):
+def test_annotation_found_next_to_the_frames(copy, tmp_path):
     assert len(read_casme2(copy["frames_root"]).samples) == len(copy["samples"])
+    frames = tmp_path / "db" / "Cropped"
+    shutil.copytree(copy["frames_root"], frames)
+    with pytest.raises(ReaderError, match=r"no label file CASME2-coding-\*\.xls\*.*data\.casme2_annotation"):
+        read_casme2(frames)
+    shutil.copy(copy["annotation"], tmp_path / "db" / "CASME2-coding-20140508.xlsx")
+    shutil.copy(copy["annotation"], tmp_path / "CASME2-coding-20190701.xlsx")
+    with pytest.raises(ReaderError, match=r"several label files"):
+        read_casme2(frames)
+    with pytest.raises(ReaderError, match=r"label file does not exist: .*nothing\.xlsx"):
+        read_casme2(frames, tmp_path / "nothing.xlsx")
+
+
+def test_raw_selected_layout(tmp_path):
+    raw = export_casme2(tmp_path, layout="CASME2_RAW_selected")
+    result = read_casme2(raw["frames_root"])
+    assert raw["frames_root"].name == "CASME2_RAW_selected"
+    assert {s.sample_id for s in result.samples} == set(raw["samples"])
+    assert result.samples[0].frames.paths[0].name.startswith("img")
 
 
 def test_csv_export_reads_the_same(tmp_path):
     a = export_casme2(tmp_path / "x", annotation_format="xlsx")
     b = export_casme2(tmp_path / "c", annotation_format="csv")
     ra, rb = read_casme2(a["frames_root"], a["annotation"]), read_casme2(b["frames_root"], b["annotation"])
-    key = lambda s: (s.sample_id, s.onset, s.apex, s.offset, s.emotion, s.action_units)  # noqa: E731
+    key = lambda s: (s.sample_id, s.subject, s.onset, s.apex, s.offset, s.emotion, s.action_units)  # noqa: E731
     assert [key(s) for s in ra.samples] == [key(s) for s in rb.samples]
+    assert len(ra.samples) == 18
+    assert (
+        b["annotation"].read_text().splitlines()[1].startswith("01,")
+    )  # Subject as the CSV export writes it
+    assert [(i.sample_id, i.reason) for i in ra.report.repairs] == [
+        (i.sample_id, i.reason) for i in rb.report.repairs
+    ]
 
 
 def _edit(src, dst, fn):
@@ -134,22 +219,32 @@ def test_missing_column_wrong_sheet_unknown_emotion(copy, tmp_path):
         book["Sheet1"]["I5"] = "hapiness"
 
     bad = _edit(copy["annotation"], tmp_path / "c.xlsx", typo)
-    with pytest.raises(ReaderError, match=r"c\.xlsx row 5: unknown emotion 'hapiness'"):
-        read_casme2(copy["frames_root"], bad)
+    for strict in (False, True):
+        with pytest.raises(ReaderError, match=r"c\.xlsx row 5: unknown emotion 'hapiness'"):
+            read_casme2(copy["frames_root"], bad, strict=strict)
 
 
 def test_missing_root_and_missing_clip_folder(copy, tmp_path):
     with pytest.raises(ReaderError, match="data.casme2_root"):
         read_casme2(None)
-    with pytest.raises(ReaderError, match="does not exist or holds no sub01"):
+    with pytest.raises(ReaderError, match=r"nowhere does not exist or holds no sub01"):
         read_casme2(tmp_path / "nowhere", copy["annotation"])
+    (tmp_path / "empty" / "other").mkdir(parents=True)
+    with pytest.raises(ReaderError, match=r"empty does not exist or holds no sub01.*Cropped"):
+        read_casme2(tmp_path / "empty", copy["annotation"])
     frames = tmp_path / "frames"
     shutil.copytree(copy["frames_root"], frames)
     victim = sorted(copy["samples"])[0]
     shutil.rmtree(frames / victim.split("/", 1)[1])
     result = read_casme2(frames, copy["annotation"])
     dropped = {i.sample_id: i for i in result.report.drops}
-    assert "does not exist" in dropped[victim].reason and "row" in dropped[victim].source
+    assert "does not exist" in dropped[victim].reason and str(frames / victim.split("/", 1)[1]) in (
+        dropped[victim].reason
+    )
+    assert dropped[victim].source.startswith("CASME2-coding-20140508.xlsx row ")
+    assert victim not in _by_id(result) and len(result.samples) == 17
+    with pytest.raises(ReaderError, match=r"CASME2-coding-20140508\.xlsx row \d+: .*does not exist"):
+        read_casme2(frames, copy["annotation"], version="2014", strict=True)
 
 
 def test_unreadable_image_is_named(copy, tmp_path):

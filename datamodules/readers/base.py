@@ -10,13 +10,15 @@ file, a missing column, a wrong sheet) always raise, in either mode.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from datamodules.protocols import natural_key
-from datamodules.samples import FrameFolder, Sample, SampleError
+from datamodules.readers.action_units import parse_action_units
+from datamodules.samples import FrameFolder, Sample, SampleError, validate_sample
 
 log = logging.getLogger(__name__)
 
@@ -170,3 +172,99 @@ def counts(values: Iterable[str]) -> dict[str, int]:
     for v in values:
         out[v] = out.get(v, 0) + 1
     return dict(sorted(out.items(), key=lambda kv: natural_key(kv[0])))
+
+
+def is_blank(value: object) -> bool:
+    """An empty spreadsheet cell (None, NaN or whitespace)."""
+    return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
+
+
+def frame_cell(value: object, missing: Sequence[str] = ()) -> int | None:
+    """A frame-number cell -> int. Blank, a marker in `missing` (CASME II `/`) or a negative number (SAMM's
+    -1) -> None, meaning "not annotated"; anything else that is not a whole number raises ValueError."""
+    if is_blank(value) or str(value).strip() in missing:
+        return None
+    number = float(str(value).strip())
+    if not math.isfinite(number) or number != int(number):
+        raise ValueError(f"not a frame number: {value!r}")
+    return None if number < 0 else int(number)
+
+
+def find_label_file(root: Path, patterns: Sequence[str], what: str, option: str) -> Path:
+    """The one label file matching `patterns` in `root`, its parent or grandparent; else a ReaderError
+    saying where it looked and which `option` (e.g. data.samm_annotation) names the file instead."""
+    places = [root, root.parent, root.parent.parent]
+    found = sorted({p for place in places for pattern in patterns for p in place.glob(pattern)})
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        where = ", ".join(str(p) for p in places)
+        raise ReaderError(f"{what}: no label file {' or '.join(patterns)} in {where}; set {option}=PATH")
+    raise ReaderError(
+        f"{what}: several label files ({', '.join(p.name for p in found)}); choose one with {option}"
+    )
+
+
+@dataclass(frozen=True)
+class AnnotatedRow:
+    """One annotation row, parsed, before it is matched to its frames."""
+
+    sample_id: str
+    dataset: str
+    subject: str  # dataset-qualified
+    clip: str
+    onset_cell: object
+    apex_cell: object
+    offset_cell: object
+    au_cell: object
+    emotion: str
+    fps: float
+    source: str  # "<file> row <n>"
+
+
+def sample_from_row(
+    report: ReadReport, row: AnnotatedRow, folder: Path, missing_apex: Sequence[str] = ()
+) -> Sample | None:
+    """The steps every spreadsheet reader shares: frame cells, AU cell, the clip folder, fitting the
+    annotation to the frames on disk, validation. Each quirk is repaired or dropped through `report`."""
+    try:
+        onset, apex, offset = (
+            frame_cell(c, missing_apex) for c in (row.onset_cell, row.apex_cell, row.offset_cell)
+        )
+        if onset is None or offset is None:
+            raise ValueError("onset or offset frame missing")
+    except ValueError as err:
+        report.drop(row.sample_id, f"unparseable frame numbers ({err})", row.source)
+        return None
+    if apex is None:
+        shown = "blank" if is_blank(row.apex_cell) else str(row.apex_cell).strip()
+        report.repair(row.sample_id, f"apex not annotated ({shown!r})", row.source)
+    try:
+        action_units = parse_action_units(row.au_cell)
+    except ValueError as err:
+        report.repair(row.sample_id, f"{err}; action units left empty", row.source)
+        action_units = ()
+    if not folder.is_dir():
+        report.drop(row.sample_id, f"clip folder {folder} does not exist", row.source)
+        return None
+    frames = frame_folder(folder)
+    fitted = fit_to_frames(report, row.sample_id, row.source, onset, apex, offset, frames.frame_numbers)
+    if fitted is None:
+        return None
+    onset, apex, offset = fitted
+    sample = Sample(
+        row.sample_id,
+        row.dataset,
+        row.subject,
+        row.clip,
+        frames,
+        onset,
+        apex,
+        offset,
+        row.emotion,
+        action_units,
+        row.fps,
+        row.source,
+    )
+    validate_sample(sample)
+    return sample

@@ -10,20 +10,30 @@ Quirks handled (lenient default; `strict=True` raises at the first one, naming f
 - ApexFrame `/`: kept with apex None (recorded as a repair); the feature spec's apex fallback stands in.
 - Annotations that disagree with the frames on disk: `base.fit_to_frames` clamps or re-maps (recorded).
 - AU cells `4+L10`, `R12`, `?`, a bare int: parsed with laterality kept; unparseable cells repaired to ().
-- A clip folder that is missing: dropped with the reason. Odd folder names are used as written.
+- A clip folder that is missing, empty, or with two files for one frame number: dropped with the reason.
+  Odd folder names (`EP01_2`, `EP06_02_01`, `EP09f`) are used as written, else matched ignoring case.
+- A frame-number cell that is not a number, a Subject cell that is not one, a second row for the same clip:
+  dropped. An emotion outside the CASME II vocabulary raises in either mode (it would be mis-mapped).
+The version of the labels (2014 or 2019) is noted as "CASME II labels: 2014 (...)" (the composite reads it).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
 import pandas as pd
 
-from datamodules.readers.action_units import parse_action_units
-from datamodules.readers.base import ReaderError, ReadReport, ReadResult, fit_to_frames, frame_folder
-from datamodules.samples import Sample, validate_sample
+from datamodules.readers.base import (
+    AnnotatedRow,
+    ReaderError,
+    ReadReport,
+    ReadResult,
+    find_label_file,
+    frame_folder,
+    is_blank,
+    sample_from_row,
+)
 
 EMOTIONS = ("happiness", "surprise", "disgust", "repression", "others", "sadness", "fear")
 COLUMNS = (
@@ -39,30 +49,15 @@ COLUMNS = (
 ROWS_ONLY_IN_2014 = {("sub09", "EP02_02f"), ("sub24", "EP02_07")}
 
 
-def find_annotation(root: Path) -> Path:
-    places = [root, root.parent, root.parent.parent]
-    found = sorted({p for place in places for p in place.glob("CASME2-coding-*.xls*")})
-    found += sorted({p for place in places for p in place.glob("CASME2-coding-*.csv")})
-    if len(found) == 1:
-        return found[0]
-    where = ", ".join(str(p) for p in places)
-    if not found:
-        raise ReaderError(
-            f"CASME II: no label file CASME2-coding-*.xlsx in {where}; set data.casme2_annotation=PATH"
-        )
-    raise ReaderError(
-        f"CASME II: several label files ({', '.join(p.name for p in found)}); choose one with "
-        "data.casme2_annotation=PATH"
-    )
-
-
 def read_table(path: Path) -> pd.DataFrame:
     """The annotation sheet as strings/objects, with only the named columns (blank headers dropped)."""
     if not path.is_file():
         raise ReaderError(f"CASME II label file does not exist: {path}")
     try:
         if path.suffix.lower() == ".csv":
-            table = pd.read_csv(path, dtype=object)
+            # utf-8-sig: spreadsheet CSV exports often start with a BOM that would glue onto "Subject";
+            # blank lines kept so that row numbers in messages stay the spreadsheet's.
+            table = pd.read_csv(path, dtype=object, encoding="utf-8-sig", skip_blank_lines=False)
         else:
             sheets = pd.ExcelFile(path).sheet_names
             if "Sheet1" not in sheets:
@@ -72,28 +67,25 @@ def read_table(path: Path) -> pd.DataFrame:
         raise
     except Exception as err:  # a corrupt or foreign file: say which
         raise ReaderError(f"{path}: cannot read as a CASME II label file ({err})") from err
-    table.columns = [str(c).strip() for c in table.columns]
-    missing = [c for c in COLUMNS if c not in table.columns]
+    headers = [str(c).strip() for c in table.columns]
+    # Matched ignoring case and spacing ("Action  Units", "estimated emotion"): hand-edited copies differ so.
+    by_key: dict[str, int] = {}
+    for position, header in enumerate(headers):
+        if header and not header.startswith("Unnamed"):
+            by_key.setdefault(_key(header), position)
+    missing = [c for c in COLUMNS if _key(c) not in by_key]
     if missing:
-        found = [c for c in table.columns if not c.startswith("Unnamed")]
+        found = [h for h in headers if h and not h.startswith("Unnamed")]
         raise ReaderError(
-            f"{path}: missing column(s) {', '.join(missing)} (headers found: {', '.join(found)})"
+            f"{path}: missing column(s) {', '.join(missing)} (headers found: {', '.join(found) or 'none'})"
         )
-    return table[list(COLUMNS)]
+    out = table.iloc[:, [by_key[_key(c)] for c in COLUMNS]]
+    out.columns = list(COLUMNS)
+    return out
 
 
-def _blank(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
-
-
-def _frame(value: object) -> int | None:
-    """A frame-number cell -> int; `/` (apex not annotated) -> None; anything else raises ValueError."""
-    if _blank(value) or str(value).strip() == "/":
-        return None
-    number = float(str(value).strip())
-    if number != int(number):
-        raise ValueError(f"not a frame number: {value!r}")
-    return int(number)
+def _key(header: str) -> str:
+    return re.sub(r"\s+", "", header).lower()
 
 
 def _subject(value: object) -> str:
@@ -109,7 +101,7 @@ def detect_version(path: Path, table: pd.DataFrame, version: str) -> tuple[str, 
     if version in ("2014", "2019"):
         return version, "forced by data.casme2_version"
     if version != "auto":
-        raise ValueError(f"unknown CASME II label version {version!r}; choose auto, 2014 or 2019")
+        raise ReaderError(f"unknown CASME II label version {version!r}; choose auto, 2014 or 2019")
     if "20140508" in path.name:
         return "2014", f"from the file name {path.name}"
     if "20190701" in path.name:
@@ -125,13 +117,15 @@ def detect_version(path: Path, table: pd.DataFrame, version: str) -> tuple[str, 
     return "2019", "from the content (rows sub09/EP02_02f, sub24/EP02_07 absent)"
 
 
-def _clip_folder(subject_dir: Path, clip: str) -> Path | None:
-    exact = subject_dir / clip
+def _child(folder: Path, name: str) -> Path | None:
+    """`folder / name` as written, else the one sub-folder whose name matches ignoring case (copies made on
+    case-insensitive file systems, `ep01_2`, `Sub01`), else None."""
+    exact = folder / name
     if exact.is_dir():
         return exact
-    if subject_dir.is_dir():
-        for child in subject_dir.iterdir():
-            if child.is_dir() and child.name.lower() == clip.lower():
+    if folder.is_dir():
+        for child in sorted(folder.iterdir()):
+            if child.is_dir() and child.name.lower() == name.lower():
                 return child
     return None
 
@@ -150,70 +144,72 @@ def read_casme2(
             "e.g. Cropped) or the environment variable MERLIN_CASME2_ROOT"
         )
     root = Path(root)
-    if not root.is_dir() or not any(p.is_dir() and p.name.lower().startswith("sub") for p in root.iterdir()):
+    if not root.is_dir() or not any(
+        p.is_dir() and re.fullmatch(r"sub\d+", p.name, re.I) for p in root.iterdir()
+    ):
         raise ReaderError(
             f"CASME II frame folder {root} does not exist or holds no sub01..sub26 folders "
             "(give the Cropped, CASME2_RAW_selected or CASME2_RAW folder)"
         )
-    path = Path(annotation) if annotation is not None else find_annotation(root)
+    path = (
+        Path(annotation)
+        if annotation is not None
+        else find_label_file(
+            root, ("CASME2-coding-*.xls*", "CASME2-coding-*.csv"), "CASME II", "data.casme2_annotation"
+        )
+    )
     table = read_table(path)
     report = ReadReport("casme2", strict=strict)
     label_version, how = detect_version(path, table, str(version))
     report.note(f"CASME II labels: {label_version} ({how})")
 
     samples = []
-    for i, row in enumerate(table.itertuples(index=False)):
+    first_row: dict[str, str] = {}
+    for i, cells in enumerate(table.itertuples(index=False)):
         source = f"{path.name} row {i + 2}"  # the header is row 1
-        subject_cell, clip_cell, onset_cell, apex_cell, offset_cell, au_cell, emotion_cell = row
-        if all(_blank(v) for v in row):
+        subject_cell, clip_cell, onset_cell, apex_cell, offset_cell, au_cell, emotion_cell = cells
+        if all(is_blank(v) for v in cells):  # trailing empty rows of a spreadsheet
             continue
-        emotion = str(emotion_cell).strip()
-        if emotion not in EMOTIONS:
+        emotion = "" if is_blank(emotion_cell) else str(emotion_cell).strip()
+        if emotion not in EMOTIONS:  # a label we would silently mis-map: an error in either mode
             raise ReaderError(f"{source}: unknown emotion {emotion!r} (CASME II uses {', '.join(EMOTIONS)})")
+        clip = "" if is_blank(clip_cell) else str(clip_cell).strip()
         try:
             subject = _subject(subject_cell)
         except ValueError as err:
-            report.drop(f"casme2/?/{clip_cell}", str(err), source)
+            report.drop(f"casme2/?/{clip}", str(err), source)
             continue
-        clip = str(clip_cell).strip()
         sample_id = f"casme2/{subject}/{clip}"
-        try:
-            onset, apex, offset = _frame(onset_cell), _frame(apex_cell), _frame(offset_cell)
-            if onset is None or offset is None:
-                raise ValueError("onset or offset frame missing")
-        except ValueError as err:
-            report.drop(sample_id, f"unparseable frame numbers ({err})", source)
+        if not clip:
+            report.drop(sample_id, "Filename cell is blank", source)
             continue
-        if apex is None:
-            report.repair(sample_id, f"apex not annotated ({str(apex_cell).strip() or 'blank'!r})", source)
-        try:
-            action_units = parse_action_units(au_cell)
-        except ValueError as err:
-            report.repair(sample_id, f"{err}; action units left empty", source)
-            action_units = ()
-        folder = _clip_folder(root / subject, clip)
-        if folder is None:
-            report.drop(sample_id, f"clip folder {root / subject / clip} does not exist", source)
+        if sample_id in first_row:  # two rows for one clip would give two samples with one id
+            report.drop(sample_id, f"the same clip again (first at {first_row[sample_id]})", source)
             continue
-        frames = frame_folder(folder)
-        fitted = fit_to_frames(report, sample_id, source, onset, apex, offset, frames.frame_numbers)
-        if fitted is None:
-            continue
-        onset, apex, offset = fitted
-        sample = Sample(
+        first_row[sample_id] = source
+        subject_dir = _child(root, subject)
+        folder = (_child(subject_dir, clip) if subject_dir is not None else None) or root / subject / clip
+        if folder.is_dir():
+            try:
+                frame_folder(folder)
+            except ReaderError as err:  # an empty folder, two files with one frame number: this clip only
+                report.drop(sample_id, str(err), source)
+                continue
+        row = AnnotatedRow(
             sample_id=sample_id,
             dataset="casme2",
             subject=f"casme2/{subject}",
             clip=clip,
-            frames=frames,
-            onset=onset,
-            apex=apex,
-            offset=offset,
+            onset_cell=onset_cell,
+            apex_cell=apex_cell,
+            offset_cell=offset_cell,
+            au_cell=au_cell,
             emotion=emotion,
-            action_units=action_units,
             fps=fps,
             source=source,
         )
-        validate_sample(sample)
-        samples.append(sample)
+        # base.sample_from_row: apex `/` -> None (repaired), AUs parsed, fit_to_frames, validate_sample.
+        sample = sample_from_row(report, row, folder, missing_apex=("/",))
+        if sample is not None:
+            samples.append(sample)
     return ReadResult(samples, report)

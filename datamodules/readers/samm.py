@@ -1,30 +1,58 @@
 """SAMM reader (specs/datasets.md section 2): the micro-expression clips, never the long videos.
 
-On disk: `root/<subject 3-digit>/<Filename>/<subject>_<5-digit frame>.jpg` (e.g. `006/006_1_2/006_05562.jpg`);
-the frame number in the file name is the annotation's numbering. Label file `SAMM_Micro_FACS_Codes_v2.xlsx`:
-a preamble of varying length (13 rows in v2, one row in another release), then the header row, found by
-its first cell `Subject`. The 8th column is `Micro`; the vocabulary says `Other` (singular).
+Expected on disk:
+- frames: `root/<subject 3-digit>/<Filename>/<subject>_<5-digit frame>.jpg`, e.g. `006/006_1_2/006_05562.jpg`
+  (the cropped copy `SAMM_CROP/` has the same layout). The number in a frame's file name is the
+  annotation's own frame numbering (006_1_2 has onset 5562 -> `006_05562.jpg`).
+- labels: `SAMM_Micro_FACS_Codes_v2.xlsx` (any `SAMM*Micro*FACS*.xlsx`, or a .csv export of it): a text
+  preamble of varying length (13 rows in v2, one row in another release), then the header row, found by its
+  first cell `Subject`, then one row per clip. Columns are taken by their exact header:
+  `Subject | Filename | Inducement Code | Onset Frame | Apex Frame | Offset Frame | Duration | Micro |
+  Action Units | Estimated Emotion | Objective Classes | Notes`; cells beyond `Notes` are ignored (noted).
+  Emotion words: Anger, Contempt, Disgust, Fear, Happiness, Sadness, Surprise, Other (singular).
 
-Quirks handled (lenient default; `strict=True` raises at the first one, naming file and row): a missing apex
-(blank or -1) is kept as None; AU cells with `or`, `/` and intensity letters are parsed (alternatives kept as
-`R6|R12`); annotations that disagree with the frames on disk are fitted (`base.fit_to_frames`); a clip
-folder that is missing, or a Filename that names another subject, is dropped with the reason.
+Samples: subject `samm/006`, clip = Filename, sample_id `samm/006/006_1_2`, source
+`SAMM_Micro_FACS_Codes_v2.xlsx row 15` (the spreadsheet's own row number), emotion word unchanged, AUs
+parsed with laterality and alternatives kept (`(R6 or R12)+R15` -> ("R6|R12", "R15")), fps 200.
+
+Quirks (lenient default: repaired or dropped with the reason in the report; `strict=True` raises at the
+first one, naming file and row): a missing apex (blank or -1) is kept as None; an unparseable AU cell is
+left empty; annotations that disagree with the frames on disk are fitted (`base.fit_to_frames`); a clip
+whose folder is missing or empty, whose Filename names another subject, or that repeats an earlier row is
+dropped. An unknown emotion word, a missing column, a file without a `Subject` header row and the SAMM Long
+Videos annotation (another frame numbering) always raise.
 """
 
 from __future__ import annotations
 
+import csv
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
 
 from datamodules.readers.action_units import parse_action_units
 from datamodules.readers.base import ReaderError, ReadReport, ReadResult, fit_to_frames, frame_folder
 from datamodules.samples import Sample, validate_sample
 
 EMOTIONS = ("Anger", "Contempt", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other")
-COLUMNS = (
+HEADER = (
+    "Subject",
+    "Filename",
+    "Inducement Code",
+    "Onset Frame",
+    "Apex Frame",
+    "Offset Frame",
+    "Duration",
+    "Micro",
+    "Action Units",
+    "Estimated Emotion",
+    "Objective Classes",
+    "Notes",
+)
+# The columns the reader uses; a file without one of them cannot be read. The others are informative only,
+# so a release that lacks them is read with a note rather than refused.
+REQUIRED = (
     "Subject",
     "Filename",
     "Onset Frame",
@@ -33,154 +61,291 @@ COLUMNS = (
     "Action Units",
     "Estimated Emotion",
 )
+ANNOTATION_PATTERNS = ("SAMM*Micro*FACS*.xlsx", "SAMM*Micro*FACS*.xlsm", "SAMM*Micro*FACS*.csv")
+FPS = 200.0
+
+
+@dataclass
+class Table:
+    """The label file as read: where the header is, which column holds what, and the data rows."""
+
+    path: Path
+    sheet: str | None  # None for a .csv
+    header_row: int  # 1-based row (line) number of the header, as a spreadsheet shows it
+    columns: dict[str, int]  # header -> 0-based column index
+    width: int  # number of header cells up to the last non-blank one (`Notes`)
+    rows: list[tuple[int, tuple]]  # (1-based row number, cells) for every row below the header
 
 
 def find_annotation(root: Path) -> Path:
+    """The one `SAMM*Micro*FACS*.xlsx` (or .csv) in the frame folder, its parent or its grandparent."""
     places = [root, root.parent, root.parent.parent]
-    found = sorted(
-        {
-            p
-            for place in places
-            for pat in ("SAMM*Micro*FACS*.xls*", "SAMM*Micro*FACS*.csv")
-            for p in place.glob(pat)
-        }
-    )
-    if len(found) == 1:
-        return found[0]
-    where = ", ".join(str(p) for p in places)
-    if not found:
-        raise ReaderError(
-            f"SAMM: no label file SAMM_Micro_FACS_Codes*.xlsx in {where}; set data.samm_annotation=PATH"
-        )
+    for place in places:  # nearest first: a copy next to the frames wins over one further up
+        found = sorted({p for pattern in ANNOTATION_PATTERNS for p in place.glob(pattern)})
+        found = [p for p in found if not p.name.startswith("~$")]  # Excel lock files
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise ReaderError(
+                f"SAMM: several label files in {place} ({', '.join(p.name for p in found)}); "
+                "choose one with data.samm_annotation=PATH or MERLIN_SAMM_ANNOTATION"
+            )
     raise ReaderError(
-        f"SAMM: several label files ({', '.join(p.name for p in found)}); set data.samm_annotation"
+        f"SAMM: no label file {' / '.join(ANNOTATION_PATTERNS)} in any of {', '.join(map(str, places))}; "
+        "set data.samm_annotation=PATH (SAMM_Micro_FACS_Codes_v2.xlsx) or MERLIN_SAMM_ANNOTATION"
     )
 
 
-def read_table(path: Path) -> tuple[pd.DataFrame, int]:
-    """(the data rows under the header, the Excel row number of the header)."""
-    if not path.is_file():
-        raise ReaderError(f"SAMM label file does not exist: {path}")
-    try:
-        if path.suffix.lower() == ".csv":
-            raw = pd.read_csv(path, header=None, dtype=object)
-        else:
-            sheets = pd.ExcelFile(path).sheet_names
-            raw = pd.read_excel(path, sheet_name=sheets[0], header=None, dtype=object)
-    except Exception as err:
-        raise ReaderError(f"{path}: cannot read as a SAMM label file ({err})") from err
-    first = raw.iloc[:, 0].astype(str).str.strip()
-    header_rows = first.index[first == "Subject"].tolist()
-    if not header_rows:
-        sheet_note = "" if path.suffix.lower() == ".csv" else f" (first sheet {sheets[0]!r} of {sheets})"
-        raise ReaderError(f"{path}: no header row starting with 'Subject'{sheet_note}")
-    h = header_rows[0]
-    header = [str(c).strip() if not (isinstance(c, float) and math.isnan(c)) else "" for c in raw.iloc[h]]
-    if "Type" in header and "Onset" in header and "Micro" not in header:
-        raise ReaderError(
-            f"{path} is the SAMM Long Videos annotation: its frame numbers count from the start of each long "
-            "video and differ from the micro clips'; never mix the two. Give SAMM_Micro_FACS_Codes_v2.xlsx."
-        )
-    missing = [c for c in COLUMNS if c not in header]
-    if missing:
-        found = [c for c in header if c]
-        raise ReaderError(
-            f"{path}: missing column(s) {', '.join(missing)} (headers found: {', '.join(found)})"
-        )
-    table = raw.iloc[h + 1 :].copy()
-    table.columns = [c or f"_blank{i}" for i, c in enumerate(header)]
-    return table[list(COLUMNS)], h + 1
+def _text(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value).strip()
 
 
 def _blank(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
+    return _text(value) == ""
 
 
-def _frame(value: object) -> int | None:
-    if _blank(value):
-        return None
-    number = float(str(value).strip())
-    if number != int(number):
+def _sheets(path: Path) -> list[tuple[str | None, list[tuple]]]:
+    """[(sheet name, or None for a csv; rows)], blank rows included, so list indices give row numbers."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        for encoding in ("utf-8-sig", "cp1252"):  # Excel writes CSV as UTF-8 with BOM or as Windows-1252
+            try:
+                with path.open(newline="", encoding=encoding) as f:
+                    return [(None, [tuple(r) for r in csv.reader(f)])]
+            except UnicodeDecodeError:
+                continue
+        raise ReaderError(f"{path}: not a UTF-8 or Windows-1252 text file")
+    if suffix == ".xls":
+        raise ReaderError(f"{path}: old .xls format cannot be read; save it as .xlsx (or export a .csv)")
+    from openpyxl import load_workbook  # deferred: a config error should not pay for importing openpyxl
+
+    try:
+        book = load_workbook(path, read_only=True, data_only=True)
+    except Exception as err:  # openpyxl raises several types for a non-xlsx file
+        raise ReaderError(f"{path}: cannot be opened as an .xlsx workbook ({err})") from err
+    try:
+        return [(ws.title, list(ws.iter_rows(min_row=1, values_only=True))) for ws in book.worksheets]
+    finally:
+        book.close()
+
+
+def read_table(path: str | Path) -> Table:
+    """Find the header row (first cell `Subject`) on the first sheet that has one; check the columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReaderError(f"SAMM label file does not exist: {path}")
+    sheets = _sheets(path)
+    for name, rows in sheets:
+        header_index = next((i for i, r in enumerate(rows) if r and _text(r[0]) == "Subject"), None)
+        if header_index is not None:
+            sheet = name
+            break
+    else:
+        names = ", ".join(repr(s) for s, _ in sheets if s is not None)
+        where = f" on any sheet (sheets present: {names})" if names else ""
+        raise ReaderError(
+            f"{path}: no header row starting with 'Subject'{where}; expected a preamble, then "
+            f"{' | '.join(HEADER)}"
+        )
+    cells = [_text(c) for c in rows[header_index]]
+    columns: dict[str, int] = {}
+    for i, name in enumerate(cells):
+        if name and name not in columns:
+            columns[name] = i
+    at = f"header row {header_index + 1}" + (f" of sheet {sheet!r}" if sheet else "")
+    if "Type" in columns and any(c in columns for c in ("Onset", "Apex", "Offset")):
+        raise ReaderError(
+            f"{path} is the SAMM Long Videos annotation ({at} has Type/Onset/Apex/Offset, not Micro/Onset "
+            "Frame/...): its frame numbers count within the long videos and differ from the micro clips' "
+            "for most clips, so the two must never be mixed. Give SAMM_Micro_FACS_Codes_v2.xlsx "
+            "(data.samm_annotation) with the SAMM (micro clip) frames."
+        )
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise ReaderError(
+            f"{path}: missing column(s) {', '.join(missing)} ({at} has: {', '.join(c for c in cells if c)})"
+        )
+    width = max(i for i, c in enumerate(cells) if c) + 1
+    data = [(header_index + 2 + k, tuple(r)) for k, r in enumerate(rows[header_index + 1 :])]
+    return Table(path, sheet, header_index + 1, columns, width, data)
+
+
+def _cell(table: Table, cells: tuple, name: str) -> object:
+    i = table.columns.get(name)
+    return cells[i] if i is not None and i < len(cells) else None
+
+
+def _frame(value: object) -> tuple[int | None, bool]:
+    """(frame number or None for "not annotated" (blank, -1), whether a `?` uncertainty mark was stripped)."""
+    text = _text(value)
+    uncertain = "?" in text
+    text = text.replace("?", "").strip()  # the preamble's symbol key: "?" = unclear (offset)
+    if text == "":
+        if uncertain:
+            raise ValueError(f"not a frame number: {value!r}")
+        return None, False
+    number = float(text)
+    if math.isnan(number) or number != int(number):
         raise ValueError(f"not a frame number: {value!r}")
-    return None if number < 0 else int(number)  # -1 marks "not annotated" in SAMM files
+    return (None if number < 0 else int(number)), uncertain  # SAMM writes -1 for "not annotated"
+
+
+def _subject(value: object) -> str | None:
+    match = re.fullmatch(r"(\d{1,3})(\.0*)?", _text(value))
+    return f"{int(match[1]):03d}" if match else None
 
 
 def read_samm(
     root: str | Path | None = None,
     annotation: str | Path | None = None,
     strict: bool = False,
-    fps: float = 200.0,
+    fps: float = FPS,
 ) -> ReadResult:
-    """Samples of SAMM (`samm/006/006_1_2`), with every repair and drop in the report."""
+    """Samples of SAMM (`samm/006/006_1_2`), with every repair and drop in the report.
+
+    `root` holds the subject folders 006, 007, ...; `annotation` is the label file (None: searched in root,
+    its parent and grandparent).
+    """
     if root is None:
         raise ReaderError(
             "SAMM: no frame folder given; set data.samm_root=PATH (the folder holding 006, 007, ...) "
             "or MERLIN_SAMM_ROOT"
         )
     root = Path(root)
-    if not root.is_dir() or not any(p.is_dir() and re.fullmatch(r"\d{3}", p.name) for p in root.iterdir()):
+    if not root.is_dir():
         raise ReaderError(
-            f"SAMM frame folder {root} does not exist or holds no 3-digit subject folders (006, ...)"
+            f"SAMM frame folder {root} does not exist (data.samm_root must be the folder holding the "
+            "3-digit subject folders 006, 007, ...)"
         )
-    path = Path(annotation) if annotation is not None else find_annotation(root)
-    table, header_row = read_table(path)
+    subjects_on_disk = {p.name for p in root.iterdir() if p.is_dir() and re.fullmatch(r"\d{3}", p.name)}
+    if not subjects_on_disk:
+        # Name a child that does hold subject folders (SAMM/SAMM_CROP) so the fix is obvious.
+        hint = next(
+            (
+                c
+                for c in sorted(root.iterdir())
+                if c.is_dir() and any(g.is_dir() and re.fullmatch(r"\d{3}", g.name) for g in c.iterdir())
+            ),
+            None,
+        )
+        raise ReaderError(
+            f"SAMM frame folder {root} holds no 3-digit subject folders (006, 007, ...)"
+            + (f"; did you mean {hint}?" if hint else "")
+        )
     report = ReadReport("samm", strict=strict)
-    samples = []
-    for i, row in enumerate(table.itertuples(index=False)):
-        source = f"{path.name} row {header_row + 1 + i}"
-        subject_cell, clip_cell, onset_cell, apex_cell, offset_cell, au_cell, emotion_cell = row
-        if _blank(subject_cell) and _blank(clip_cell):
-            continue  # trailing empty rows
-        emotion = str(emotion_cell).strip()
+    if annotation is None:
+        path = find_annotation(root)
+        report.note(f"SAMM label file found: {path}")
+    else:
+        path = Path(annotation)
+    table = read_table(path)
+    absent = [c for c in HEADER if c not in table.columns]
+    if absent:
+        report.note(f"{path.name}: column(s) {', '.join(absent)} absent (not needed to read the clips)")
+
+    samples: list[Sample] = []
+    rows_of: dict[str, int] = {}
+    for row_number, cells in table.rows:
+        source = f"{path.name} row {row_number}"
+        if all(_blank(c) for c in cells):
+            continue  # blank rows between or after the data
+        extra = [_text(c) for c in cells[table.width :] if not _blank(c)]
+        if extra:  # like 028_4_1's `apex1143` beyond Notes: not part of any column, so it is not used
+            report.note(f"{source}: cell(s) beyond the Notes column ignored: {', '.join(map(repr, extra))}")
+        clip = _text(_cell(table, cells, "Filename"))
+        subject_cell = _cell(table, cells, "Subject")
+        subject = _subject(subject_cell)
+        sample_id = f"samm/{subject or _text(subject_cell) or '?'}/{clip or '?'}"
+        if subject is None or not clip:
+            report.drop(sample_id, f"no usable Subject/Filename ({_text(subject_cell)!r}, {clip!r})", source)
+            continue
+        emotion = _text(_cell(table, cells, "Estimated Emotion"))
         if emotion not in EMOTIONS:
-            raise ReaderError(f"{source}: unknown emotion {emotion!r} (SAMM uses {', '.join(EMOTIONS)})")
-        clip = str(clip_cell).strip()
-        try:
-            subject = f"{int(float(str(subject_cell).strip())):03d}"
-        except ValueError:
-            report.drop(f"samm/?/{clip}", f"unparseable subject {subject_cell!r}", source)
+            raise ReaderError(
+                f"{source}: unknown emotion {emotion!r} for {sample_id} (SAMM uses {', '.join(EMOTIONS)}; "
+                "note `Other`, singular)"
+            )
+        if clip.split("_")[0] != subject:
+            report.drop(sample_id, f"Filename {clip!r} does not belong to Subject {subject}", source)
             continue
-        sample_id = f"samm/{subject}/{clip}"
-        if not clip.startswith(f"{subject}_"):
-            report.drop(sample_id, f"Filename {clip!r} does not belong to subject {subject}", source)
+        if sample_id in rows_of:
+            report.drop(sample_id, f"repeats {path.name} row {rows_of[sample_id]}", source)
             continue
+        rows_of[sample_id] = row_number
+
+        cells_of = {k: _cell(table, cells, f"{k.capitalize()} Frame") for k in ("onset", "apex", "offset")}
         try:
-            onset, apex, offset = _frame(onset_cell), _frame(apex_cell), _frame(offset_cell)
-            if onset is None or offset is None:
-                raise ValueError("onset or offset frame missing")
+            parsed = {k: _frame(v) for k, v in cells_of.items()}
         except ValueError as err:
-            report.drop(sample_id, f"unparseable frame numbers ({err})", source)
+            report.drop(sample_id, f"unparseable frame number ({err})", source)
             continue
+        (onset, onset_q), (apex, apex_q), (offset, offset_q) = (parsed[k] for k in cells_of)
+        if onset is None or offset is None:
+            report.drop(
+                sample_id,
+                f"onset/offset not annotated ({_text(cells_of['onset'])!r}, {_text(cells_of['offset'])!r})",
+                source,
+            )
+            continue
+        for name, flagged in (("onset", onset_q), ("apex", apex_q), ("offset", offset_q)):
+            if flagged:
+                report.repair(
+                    sample_id, f"{name} {_text(cells_of[name])!r} marked uncertain: used the number", source
+                )
         if apex is None:
-            report.repair(sample_id, f"apex not annotated ({str(apex_cell).strip() or 'blank'!r})", source)
+            report.repair(
+                sample_id, f"apex not annotated ({_text(cells_of['apex']) or 'blank'}): kept as None", source
+            )
+        duration = _text(_cell(table, cells, "Duration"))
+        if re.fullmatch(r"\d+(\.0*)?", duration) and int(float(duration)) != offset - onset + 1:
+            report.note(
+                f"{source}: Duration {duration} disagrees with onset..offset {onset}..{offset} "
+                "(kept the frame numbers)"
+            )
+
+        au_cell = _cell(table, cells, "Action Units")
         try:
             action_units = parse_action_units(au_cell)
         except ValueError as err:
-            report.repair(sample_id, f"{err}; action units left empty", source)
+            reason = f"action units {_text(au_cell)!r} unparseable ({err}): left empty"
+            report.repair(sample_id, reason, source)
             action_units = ()
+
         folder = root / subject / clip
         if not folder.is_dir():
             report.drop(sample_id, f"clip folder {folder} does not exist", source)
             continue
-        frames = frame_folder(folder)
+        try:
+            frames = frame_folder(folder)
+        except ReaderError as err:
+            report.drop(sample_id, str(err), source)
+            continue
         fitted = fit_to_frames(report, sample_id, source, onset, apex, offset, frames.frame_numbers)
         if fitted is None:
             continue
         onset, apex, offset = fitted
         sample = Sample(
-            sample_id,
-            "samm",
-            f"samm/{subject}",
-            clip,
-            frames,
-            onset,
-            apex,
-            offset,
-            emotion,
-            action_units,
-            fps,
-            source,
+            sample_id=sample_id,
+            dataset="samm",
+            subject=f"samm/{subject}",
+            clip=clip,
+            frames=frames,
+            onset=onset,
+            apex=apex,
+            offset=offset,
+            emotion=emotion,
+            action_units=action_units,
+            fps=fps,
+            source=source,
         )
-        validate_sample(sample)
+        validate_sample(sample)  # fit_to_frames made it consistent; a failure here is a reader bug
         samples.append(sample)
+
+    sheet = f", sheet {table.sheet!r}" if table.sheet else ""
+    report.note(
+        f"SAMM: {len(samples)} clips from {len({s.subject for s in samples})} subjects; {path.name}"
+        f"{sheet}, header on row {table.header_row}"
+    )
     return ReadResult(samples, report)

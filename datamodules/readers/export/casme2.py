@@ -55,11 +55,22 @@ def export_casme2(
     annotation_format: str = "xlsx",
 ) -> dict:
     """Write the copy; returns {"frames_root", "annotation", "planted": {quirk: sample_id},
-    "samples": {sample_id: {"emotion", "onset", "apex", "offset", "action_units"}}} (as annotated)."""
+    "samples": {sample_id: {"emotion", "onset", "apex", "offset", "action_units", "au_cell"}}}.
+
+    onset/apex/offset are as annotated (before the reader's repairs; apex None where the cell is `/`),
+    action_units is the tuple the AU cell `au_cell` stands for. `version="2019"` leaves out the 2014-only
+    row (its frames stay on disk, as in the real release) and relabels the sadness -> surprise clip.
+    `annotation_format="csv"` writes the sheet's CSV export (Subject as `01`, four blank trailing columns).
+    """
     cfg = config or SMALL
     if version not in ("2014", "2019"):
         raise ValueError(f"version must be 2014 or 2019, got {version!r}")
-    prefix = {"Cropped": "reg_img", "CASME2_RAW_selected": "img"}[layout]
+    prefixes = {"Cropped": "reg_img", "CASME2_RAW_selected": "img"}
+    if layout not in prefixes:
+        raise ValueError(f"layout must be one of {', '.join(prefixes)}, got {layout!r}")
+    if annotation_format not in ("xlsx", "csv"):
+        raise ValueError(f"annotation_format must be xlsx or csv, got {annotation_format!r}")
+    prefix = prefixes[layout]
     root = Path(root)
     frames_root = root / layout
     rows, manifest, planted = [], {}, {}
@@ -79,6 +90,7 @@ def export_casme2(
         else:
             emotion = {"positive": "happiness", "surprise": "surprise"}[sample.emotion]
         au_cell: object = "+".join(sample.action_units)
+        expected_aus = tuple(sample.action_units)  # what the reader must make of au_cell
         numbers = list(sample.frames.frame_numbers)
         onset, apex, offset = sample.onset, sample.apex, sample.offset
         apex_cell: object = apex
@@ -99,13 +111,13 @@ def export_casme2(
         elif quirk == "odd_folder":
             clip = "EP01_2"
         elif quirk == "au_laterality":
-            au_cell = "4+L10"
+            au_cell, expected_aus = "4+L10", ("4", "L10")
         elif quirk == "au_right":
-            au_cell = "R12"
-        elif quirk == "au_bare_int":
-            au_cell = 12
-        elif quirk == "au_unknown":
-            au_cell = "?"
+            au_cell, expected_aus = "R12", ("R12",)
+        elif quirk == "au_bare_int":  # stored as a number, as Excel does with a lone AU
+            au_cell, expected_aus = 12, ("12",)
+        elif quirk == "au_unknown":  # the older data's "?": no AU known
+            au_cell, expected_aus = "?", ()
         elif quirk == "only_in_2014":  # like sub09/EP02_02f: the 2019 file removed it
             subject, clip = "sub09", "EP02_02f"
         elif quirk == "sadness_to_surprise_2019":  # like sub24/EP07_01
@@ -130,7 +142,8 @@ def export_casme2(
             "onset": onset,
             "apex": apex,
             "offset": offset,
-            "action_units": au_cell,
+            "action_units": expected_aus,
+            "au_cell": au_cell,
         }
     stamp = "20140508" if version == "2014" else "20190701"
     annotation = root / f"CASME2-coding-{stamp}.{annotation_format}"
@@ -143,10 +156,14 @@ def _write_table(path: Path, rows: list[tuple]) -> None:
     if path.suffix == ".csv":
         import csv
 
+        # As the real CSV export: Subject zero-padded as text ("01"), four blank trailing columns.
         with path.open("w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["" if h is None else h for h in HEADER])
-            writer.writerows([["" if v is None else v for v in row] for row in rows])
+            writer.writerow(["" if h is None else h for h in HEADER] + [""] * 4)
+            for row in rows:
+                cells = ["" if v is None else v for v in row]
+                cells[0] = f"{row[0]:02d}"
+                writer.writerow(cells + [""] * 4)
         return
     from openpyxl import Workbook
 
