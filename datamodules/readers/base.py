@@ -239,15 +239,28 @@ def sample_from_row(
     if apex is None:
         shown = "blank" if is_blank(row.apex_cell) else str(row.apex_cell).strip()
         report.repair(row.sample_id, f"apex not annotated ({shown!r})", row.source)
+    return sample_from_frames(report, row, folder, onset, apex, offset)
+
+
+def sample_from_frames(
+    report: ReadReport, row: AnnotatedRow, folder: Path, onset: int, apex: int | None, offset: int
+) -> Sample | None:
+    """The tail every spreadsheet reader shares, once its frame cells are parsed: the AU cell, the clip
+    folder, fitting the annotation to the frames on disk, validation; quirks go through `report`."""
     try:
         action_units = parse_action_units(row.au_cell)
     except ValueError as err:
-        report.repair(row.sample_id, f"{err}; action units left empty", row.source)
+        shown = "" if is_blank(row.au_cell) else str(row.au_cell).strip()
+        report.repair(row.sample_id, f"action units {shown!r} unparseable ({err}): left empty", row.source)
         action_units = ()
     if not folder.is_dir():
         report.drop(row.sample_id, f"clip folder {folder} does not exist", row.source)
         return None
-    frames = frame_folder(folder)
+    try:
+        frames = frame_folder(folder)
+    except ReaderError as err:  # an empty folder, or two files for one frame: this clip only
+        report.drop(row.sample_id, str(err), row.source)
+        return None
     fitted = fit_to_frames(report, row.sample_id, row.source, onset, apex, offset, frames.frame_numbers)
     if fitted is None:
         return None

@@ -31,9 +31,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from datamodules.readers.action_units import parse_action_units
-from datamodules.readers.base import ReaderError, ReadReport, ReadResult, fit_to_frames, frame_folder
-from datamodules.samples import Sample, validate_sample
+from datamodules.readers.base import AnnotatedRow, ReaderError, ReadReport, ReadResult, sample_from_frames
+from datamodules.samples import Sample
 
 EMOTIONS = ("Anger", "Contempt", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other")
 HEADER = (
@@ -305,43 +304,20 @@ def read_samm(
                 "(kept the frame numbers)"
             )
 
-        au_cell = _cell(table, cells, "Action Units")
-        try:
-            action_units = parse_action_units(au_cell)
-        except ValueError as err:
-            reason = f"action units {_text(au_cell)!r} unparseable ({err}): left empty"
-            report.repair(sample_id, reason, source)
-            action_units = ()
-
-        folder = root / subject / clip
-        if not folder.is_dir():
-            report.drop(sample_id, f"clip folder {folder} does not exist", source)
-            continue
-        try:
-            frames = frame_folder(folder)
-        except ReaderError as err:
-            report.drop(sample_id, str(err), source)
-            continue
-        fitted = fit_to_frames(report, sample_id, source, onset, apex, offset, frames.frame_numbers)
-        if fitted is None:
-            continue
-        onset, apex, offset = fitted
-        sample = Sample(
-            sample_id=sample_id,
-            dataset="samm",
-            subject=f"samm/{subject}",
-            clip=clip,
-            frames=frames,
-            onset=onset,
-            apex=apex,
-            offset=offset,
-            emotion=emotion,
-            action_units=action_units,
-            fps=fps,
-            source=source,
+        row = AnnotatedRow(
+            sample_id,
+            "samm",
+            f"samm/{subject}",
+            clip,
+            *cells_of.values(),
+            _cell(table, cells, "Action Units"),
+            emotion,
+            fps,
+            source,
         )
-        validate_sample(sample)  # fit_to_frames made it consistent; a failure here is a reader bug
-        samples.append(sample)
+        sample = sample_from_frames(report, row, root / subject / clip, onset, apex, offset)
+        if sample is not None:
+            samples.append(sample)
 
     sheet = f", sheet {table.sheet!r}" if table.sheet else ""
     report.note(
