@@ -201,12 +201,30 @@ def frame_number(
     raise ValueError(f"unknown frame {frame!r}; allowed: {', '.join(FRAMES)}")
 
 
+def apex_source(sample: Sample, apex_fallback: str = "middle", apex: str = "annotated") -> str:
+    """Where `frame_number(sample, "apex", ...)` takes the apex from: "annotated", "fallback:<spotter>"
+    (no apex annotated) or "spotted:<spotter>" (apex="spotted")."""
+    if apex == "annotated":
+        return "annotated" if sample.apex is not None else f"fallback:{apex_fallback}"
+    return f"spotted:{apex_fallback}"
+
+
 def compute_features(sample: Sample, spec: FeatureSpec) -> np.ndarray:
     """The spec's channels for one sample: float32 (C, H, W) = (spec.num_channels, *spec.size).
 
-    Flow runs from frame spec.frames[0] to spec.frames[1] at the source resolution; strain is taken from that
-    flow; then every channel is resized with INTER_AREA. Units: u, v, magnitude in source pixels (not rescaled
-    by the resize), strain dimensionless, onset/apex grey in [0, 1]. Not normalised.
+    Flow runs from frame spec.frames[0] to spec.frames[1] at the source (or face-crop) resolution; strain is
+    taken from that flow; then every channel is resized with INTER_AREA. Units: u, v, magnitude in source
+    pixels (not rescaled by the resize), strain dimensionless, onset/apex grey in [0, 1]. Not normalised.
+    """
+    return compute_features_with_info(sample, spec)[0]
+
+
+def compute_features_with_info(sample: Sample, spec: FeatureSpec) -> tuple[np.ndarray, dict[str, Any]]:
+    """`compute_features` plus what it decided: (array (C, H, W) float32, info) with info =
+    {"apex_frame": the apex frame number used (None if the spec uses no apex),
+     "apex_source": "annotated" | "fallback:<spotter>" | "spotted:<spotter>" (None likewise),
+     "crop": None, or {"angle": eye-line rotation in degrees, "box": [x, y, w, h] in the rotated onset
+             frame, "size": [W, H] of the crop}}.
     """
     frames: dict[int, np.ndarray] = {}
     crop = None
@@ -223,11 +241,17 @@ def compute_features(sample: Sample, spec: FeatureSpec) -> np.ndarray:
             frames[number] = crop.apply(frame) if crop is not None else frame
         return frames[number]
 
+    numbers: dict[str, int] = {}
+
+    def number_of(name: str) -> int:
+        # Resolved once: a spotted apex is used by the flow and by an "apex" channel alike.
+        if name not in numbers:
+            numbers[name] = frame_number(sample, name, spec.apex_fallback, spec.apex, read)
+        return numbers[name]
+
     maps: dict[str, np.ndarray] = {}
     if spec.needs_flow:
-        first, second = (
-            frame_number(sample, name, spec.apex_fallback, spec.apex, read) for name in spec.frames
-        )
+        first, second = (number_of(name) for name in spec.frames)
         u, v = optical_flow(read(first), read(second), spec.flow_method, dict(spec.flow_params))
         maps["u"], maps["v"] = u, v
         if "strain" in spec.channels:
@@ -236,7 +260,7 @@ def compute_features(sample: Sample, spec: FeatureSpec) -> np.ndarray:
             maps["magnitude"] = np.hypot(u, v)
     for name in ("onset", "apex"):
         if name in spec.channels:
-            maps[name] = to_gray(read(frame_number(sample, name, spec.apex_fallback, spec.apex, read)))
+            maps[name] = to_gray(read(number_of(name)))
 
     height, width = spec.size
     out = np.empty((spec.num_channels, height, width), dtype=np.float32)
@@ -245,4 +269,12 @@ def compute_features(sample: Sample, spec: FeatureSpec) -> np.ndarray:
         raise SampleError(f"{sample.sample_id}: frames differ in size: {sorted(shapes)}")
     for index, name in enumerate(spec.channels):
         out[index] = cv2.resize(maps[name].astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
-    return out
+    uses_apex = "apex" in numbers
+    info: dict[str, Any] = {
+        "apex_frame": numbers["apex"] if uses_apex else None,
+        "apex_source": apex_source(sample, spec.apex_fallback, spec.apex) if uses_apex else None,
+        "crop": None
+        if crop is None
+        else {"angle": float(crop.angle), "box": list(crop.box), "size": list(crop.size)},
+    }
+    return out, info

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 
@@ -19,14 +20,16 @@ def test_middle_frame():
 
 
 def _peaked_clip(peak: int, n: int = 30) -> dict[int, np.ndarray]:
-    # A bright square that moves right by up to 4 px and back, peaking at frame `peak`, plus slow drift.
+    # A static textured background and a bright square that moves right by up to 4 px and back, peaking at
+    # frame `peak`; a slow brightness ramp makes later frames differ from the onset more and more.
+    background = cv2.GaussianBlur(np.random.default_rng(0).uniform(40, 120, (64, 64)), (0, 0), 2.0)
     frames = {}
     for k in range(n):
         shift = 4 * max(0.0, 1 - abs(k - peak) / 6)
-        img = np.full((64, 64), 60.0)
+        img = background.copy()
         x = int(round(20 + shift))
         img[20:40, x : x + 16] = 200
-        frames[100 + k] = np.clip(img + 0.3 * k, 0, 255).astype(np.uint8)
+        frames[100 + k] = np.clip(img * (1 + 0.004 * k), 0, 255).astype(np.uint8)
     return frames
 
 
@@ -36,18 +39,28 @@ def test_obvious_peak_is_found_where_the_middle_is_wrong(method):
     numbers = sorted(frames)
     assert middle_frame(numbers) == 114
     assert abs(spot_apex(frames.__getitem__, numbers, method) - 106) <= 1
+    assert spot_apex(frames.__getitem__, numbers, method, onset=110, offset=129) in range(110, 130)
 
 
-def test_motion_spotters_on_synthetic_clips():
-    samples = synthetic_samples(SyntheticConfig(num_subjects=2, clips_per_subject=6, blink_probability=0.0))
-    errors = {m: [] for m in ("middle", "frame_difference", "strain")}
-    for s in samples:
-        for m in errors:
-            errors[m].append(abs(spot_apex(s.frames.read, s.frames.frame_numbers, m) - s.apex))
-    # Apexes sit at 30-60 % of these clips, so the middle is not far off; the spotters must be closer.
-    assert np.median(errors["frame_difference"]) <= 3
-    assert np.median(errors["strain"]) <= 3
-    assert np.mean(errors["strain"]) <= np.mean(errors["middle"]) + 1
+def test_spotter_errors_on_synthetic_clips():
+    """Mean absolute error in frames over 24 synthetic clips with a known apex (no blinks: a blink is a
+    larger grey change than the expression and would be spotted by any motion measure)."""
+    config = SyntheticConfig(num_subjects=2, clips_per_subject=12, blink_probability=0.0)
+    samples = synthetic_samples(config)
+    assert len(samples) == 24
+    mae = {}
+    for method in ("middle", "frame_difference", "strain"):
+        errors = []
+        for s in samples:
+            spotted = spot_apex(s.frames.read, s.frames.frame_numbers, method, s.onset, s.offset)
+            assert s.onset <= spotted <= s.offset and spotted in s.frames.frame_numbers
+            errors.append(abs(spotted - s.apex))
+        mae[method] = float(np.mean(errors))
+    # Measured: middle 3.04, frame_difference 2.12, strain 0.92. Apexes sit at 30-60 % of these clips, so
+    # the middle is a strong baseline; the motion spotters must beat it clearly.
+    assert mae["frame_difference"] < mae["middle"] - 0.5, mae
+    assert mae["strain"] < mae["middle"] - 1.5, mae
+    assert mae["strain"] < 1.5, mae
 
 
 def test_feature_spec_uses_spotters_and_records_the_choice():

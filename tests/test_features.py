@@ -11,7 +11,7 @@ from scipy import ndimage
 
 import preprocessing.features as features
 from datamodules.samples import FrameSource, Sample, SampleError
-from preprocessing.features import FeatureSpec, compute_features
+from preprocessing.features import FeatureSpec, compute_features, compute_features_with_info
 
 STEP = (0.1, -0.05)  # px per frame (dx, dy): frame n is the first frame moved by n * STEP
 INNER = (slice(5, -5), slice(5, -5))
@@ -167,6 +167,10 @@ def test_key_is_stable_and_order_free():
         ("strain_scheme", "central"),
         ("size", (32, 28)),
         ("apex_fallback", "error"),
+        ("apex_fallback", "frame_difference"),
+        ("apex_fallback", "strain"),
+        ("apex", "spotted"),
+        ("crop", "face"),
     ],
 )
 def test_key_changes_with_every_field(field, value):
@@ -182,3 +186,98 @@ def test_key_follows_the_flow_parameters_opencv_reports(monkeypatch):
     monkeypatch.setattr(features, "flow_parameters", lambda *a: real(*a) | {"opencv": "9.9.9"})
     assert flow_spec.key() != before[0]
     assert frames_spec.key() == before[1]  # no flow channel: OpenCV's flow does not matter
+
+
+def test_default_spec_record_is_unchanged():
+    # The default spec's record (hence its key and its cache folder) as it was before the crop/apex options:
+    # new fields appear only when set away from their defaults. ("flow" is OpenCV's, checked elsewhere.)
+    record = FeatureSpec().describe()
+    record.pop("flow")
+    assert record == {
+        "features_version": 1,
+        "frames": ["onset", "apex"],
+        "channels": ["u", "v", "strain"],
+        "flow_method": "tvl1",
+        "flow_params": {},
+        "strain_scheme": "backward",
+        "size": [28, 28],
+        "apex_fallback": "middle",
+    }
+
+
+def test_new_settings_give_distinct_keys():
+    specs = [
+        FeatureSpec(),
+        FeatureSpec(crop="face"),
+        FeatureSpec(crop="face", crop_size=(140, 170)),
+        FeatureSpec(crop="face", crop_size=(128, 128)),
+        FeatureSpec(apex="spotted"),
+        FeatureSpec(apex="spotted", apex_fallback="strain"),
+        FeatureSpec(apex_fallback="strain"),
+    ]
+    assert len({s.key() for s in specs}) == len(specs)
+    assert FeatureSpec(crop_size=[128, 128]).crop_size == (128, 128)
+
+
+class AstronautClip:
+    """Frames 0..6 of skimage's astronaut (a real face, 512x512 RGB), moved 1 px right per frame."""
+
+    frame_numbers = tuple(range(7))
+
+    def read(self, number: int) -> np.ndarray:
+        from skimage import data
+
+        return np.roll(data.astronaut(), number, axis=1)
+
+    def fingerprint(self) -> str:
+        return "astronaut-roll"
+
+
+def test_face_crop_on_a_real_face_clip():
+    sample = Sample("x/s1/c1", "x", "x/s1", "c1", AstronautClip(), onset=0, apex=4, offset=6, emotion="e")
+    spec = FeatureSpec(crop="face", crop_size=(140, 170), channels=("u", "v", "onset"), size=(34, 28))
+    out, info = compute_features_with_info(sample, spec)
+    assert out.shape == (3, 34, 28) and out.dtype == np.float32
+    assert info["crop"]["size"] == [140, 170] and abs(info["crop"]["angle"]) < 6
+    assert info["apex_frame"] == 4 and info["apex_source"] == "annotated"
+    x, y, w, h = info["crop"]["box"]
+    assert 120 <= x <= 200 and 20 <= y <= 90 and 100 <= w <= 180
+    # The head moved 4 px right in the source: 4 * 140 / w px in the crop (which is not re-centred).
+    assert np.median(out[0][5:-5, 5:-5]) == pytest.approx(4 * 140 / w, abs=0.6)
+    np.testing.assert_array_equal(out, compute_features(sample, spec))
+    plain, plain_info = compute_features_with_info(sample, dataclasses.replace(spec, crop="none"))
+    assert plain_info["crop"] is None and not np.allclose(plain, out)
+
+
+class PeakedTexture(ShiftingTexture):
+    """ShiftingTexture whose middle square moves out to frame 3 and back: the motion peaks at frame 3."""
+
+    def read(self, number: int) -> np.ndarray:
+        base = super().read(self.frame_numbers[0])
+        frame = base.copy()
+        shift = 4 - abs(number - 3) if number <= 7 else 0
+        frame[20:50, 30 + shift : 60 + shift] = base[20:50, 30:60]
+        return frame
+
+
+def test_spotted_apex_differs_from_the_annotated_one_where_they_differ():
+    sample = Sample("x/s1/c1", "x", "x/s1", "c1", PeakedTexture(), onset=0, apex=8, offset=10, emotion="e")
+    annotated_spec = FeatureSpec(channels=("u", "v", "apex"), flow_method="farneback")
+    spotted_spec = dataclasses.replace(annotated_spec, apex="spotted", apex_fallback="frame_difference")
+    annotated, a_info = compute_features_with_info(sample, annotated_spec)
+    spotted, s_info = compute_features_with_info(sample, spotted_spec)
+    assert a_info["apex_frame"] == 8 and a_info["apex_source"] == "annotated"
+    assert s_info["apex_frame"] == 3 and s_info["apex_source"] == "spotted:frame_difference"
+    assert not np.allclose(annotated, spotted)
+    assert annotated_spec.key() != spotted_spec.key()
+    # Where the annotation agrees with the spotter, so do the features.
+    agreeing = dataclasses.replace(sample, apex=3)
+    np.testing.assert_array_equal(compute_features(agreeing, annotated_spec), spotted)
+    # No annotation: the fallback, recorded as such; frames-only specs resolve no apex.
+    missing = dataclasses.replace(sample, apex=None)
+    _, m_info = compute_features_with_info(
+        missing, dataclasses.replace(annotated_spec, apex_fallback="strain")
+    )
+    assert m_info["apex_source"] == "fallback:strain" and m_info["apex_frame"] in range(2, 5)
+    _, none_info = compute_features_with_info(sample, FeatureSpec(channels=("onset",)))
+    assert none_info == {"apex_frame": None, "apex_source": None, "crop": None}
