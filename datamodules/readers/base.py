@@ -9,6 +9,7 @@ file, a missing column, a wrong sheet) always raise, in either mode.
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import re
@@ -281,3 +282,29 @@ def sample_from_frames(
     )
     validate_sample(sample)
     return sample
+
+
+def spreadsheet_rows(path: Path) -> list[tuple[str | None, list[tuple]]]:
+    """[(sheet name, or None for a .csv; all rows)] of an .xlsx or .csv; blank rows are kept so list index + 1
+    is the spreadsheet row number a user sees."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        for encoding in ("utf-8-sig", "cp1252"):  # Excel writes CSV as UTF-8 with BOM or as Windows-1252
+            try:
+                with path.open(newline="", encoding=encoding) as f:
+                    return [(None, [tuple(r) for r in csv.reader(f)])]
+            except UnicodeDecodeError:
+                continue
+        raise ReaderError(f"{path}: not a UTF-8 or Windows-1252 text file")
+    if suffix == ".xls":
+        raise ReaderError(f"{path}: old .xls format cannot be read; save it as .xlsx (or export a .csv)")
+    from openpyxl import load_workbook  # deferred: a config error should not pay for importing openpyxl
+
+    try:
+        book = load_workbook(path, read_only=True, data_only=True)
+    except Exception as err:  # openpyxl raises several types for a non-xlsx file
+        raise ReaderError(f"{path}: cannot be opened as an .xlsx workbook ({err})") from err
+    try:
+        return [(ws.title, list(ws.iter_rows(min_row=1, values_only=True))) for ws in book.worksheets]
+    finally:
+        book.close()

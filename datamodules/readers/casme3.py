@@ -23,7 +23,6 @@ frames on disk are fitted by `base.fit_to_frames`.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from datamodules.readers.base import (
@@ -34,6 +33,7 @@ from datamodules.readers.base import (
     find_label_file,
     is_blank,
     sample_from_row,
+    spreadsheet_rows,
 )
 
 DATASET = "casme3"
@@ -54,34 +54,9 @@ def _key(header: object) -> str:
     return " ".join(str(header).split()).casefold() if header is not None else ""
 
 
-def _sheets(path: Path) -> list[tuple[str | None, list[tuple]]]:
-    """[(sheet name, or None for a .csv; all rows)], blank rows kept so list index + 1 = spreadsheet row."""
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        for encoding in ("utf-8-sig", "cp1252"):  # Excel writes CSV as UTF-8 with BOM or as Windows-1252
-            try:
-                with path.open(newline="", encoding=encoding) as f:
-                    return [(None, [tuple(r) for r in csv.reader(f)])]
-            except UnicodeDecodeError:
-                continue
-        raise ReaderError(f"{path}: not a UTF-8 or Windows-1252 text file")
-    if suffix == ".xls":
-        raise ReaderError(f"{path}: old .xls format cannot be read; save it as .xlsx (or export a .csv)")
-    from openpyxl import load_workbook  # deferred: a config error should not pay for importing openpyxl
-
-    try:
-        book = load_workbook(path, read_only=True, data_only=True)
-    except Exception as err:  # openpyxl raises several types for a non-xlsx file
-        raise ReaderError(f"{path}: cannot be opened as an .xlsx workbook ({err})") from err
-    try:
-        return [(ws.title, list(ws.iter_rows(values_only=True))) for ws in book.worksheets]
-    finally:
-        book.close()
-
-
 def _table(path: Path) -> tuple[str | None, int, dict[str, int], list[tuple]]:
     """(sheet, header row number, {column: index}, rows): the first sheet whose header has every column."""
-    sheets = _sheets(path)
+    sheets = spreadsheet_rows(path)
     wanted = {_key(c): c for c in COLUMNS + OPTIONAL}
     best: tuple[str | None, int, list[str]] | None = None  # the closest header seen, for the error message
     for name, rows in sheets:

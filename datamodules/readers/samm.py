@@ -25,13 +25,19 @@ Videos annotation (another frame numbering) always raise.
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from datamodules.readers.base import AnnotatedRow, ReaderError, ReadReport, ReadResult, sample_from_frames
+from datamodules.readers.base import (
+    AnnotatedRow,
+    ReaderError,
+    ReadReport,
+    ReadResult,
+    sample_from_frames,
+    spreadsheet_rows,
+)
 from datamodules.samples import Sample
 
 EMOTIONS = ("Anger", "Contempt", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other")
@@ -105,37 +111,12 @@ def _blank(value: object) -> bool:
     return _text(value) == ""
 
 
-def _sheets(path: Path) -> list[tuple[str | None, list[tuple]]]:
-    """[(sheet name, or None for a csv; rows)], blank rows included, so list indices give row numbers."""
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        for encoding in ("utf-8-sig", "cp1252"):  # Excel writes CSV as UTF-8 with BOM or as Windows-1252
-            try:
-                with path.open(newline="", encoding=encoding) as f:
-                    return [(None, [tuple(r) for r in csv.reader(f)])]
-            except UnicodeDecodeError:
-                continue
-        raise ReaderError(f"{path}: not a UTF-8 or Windows-1252 text file")
-    if suffix == ".xls":
-        raise ReaderError(f"{path}: old .xls format cannot be read; save it as .xlsx (or export a .csv)")
-    from openpyxl import load_workbook  # deferred: a config error should not pay for importing openpyxl
-
-    try:
-        book = load_workbook(path, read_only=True, data_only=True)
-    except Exception as err:  # openpyxl raises several types for a non-xlsx file
-        raise ReaderError(f"{path}: cannot be opened as an .xlsx workbook ({err})") from err
-    try:
-        return [(ws.title, list(ws.iter_rows(min_row=1, values_only=True))) for ws in book.worksheets]
-    finally:
-        book.close()
-
-
 def read_table(path: str | Path) -> Table:
     """Find the header row (first cell `Subject`) on the first sheet that has one; check the columns."""
     path = Path(path)
     if not path.is_file():
         raise ReaderError(f"SAMM label file does not exist: {path}")
-    sheets = _sheets(path)
+    sheets = spreadsheet_rows(path)
     for name, rows in sheets:
         header_index = next((i for i, r in enumerate(rows) if r and _text(r[0]) == "Subject"), None)
         if header_index is not None:

@@ -19,22 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from datamodules.readers.export.common import write_frames
+from datamodules.readers.samm import HEADER
 from datamodules.readers.synthetic import SyntheticConfig, synthetic_samples
 
-HEADER = (
-    "Subject",
-    "Filename",
-    "Inducement Code",
-    "Onset Frame",
-    "Apex Frame",
-    "Offset Frame",
-    "Duration",
-    "Micro",
-    "Action Units",
-    "Estimated Emotion",
-    "Objective Classes",
-    "Notes",
-)
 SMALL = SyntheticConfig(num_subjects=3, clips_per_subject=6, height=64, width=56)
 NEGATIVE = ("Anger", "Contempt", "Disgust", "Fear", "Sadness")
 # quirk -> index of the clip (in synthetic order) that carries it; all distinct and < 18 (the small config).
