@@ -6,14 +6,19 @@
     python train.py run_dir=runs/my_run              # rerun: finished folds are skipped
 
 The held-out subject never selects anything: each fold trains a fixed schedule and is then tested once.
-The last line printed is `run dir: PATH`.
+Everything that can fail on the user's input (settings, data, features, the first fold's model, optimizer
+and trainer) is checked before the run directory is claimed, so a refused or failed start leaves it as it
+was. The last line printed is `run dir: PATH`. Exit status: 0 done, 2 a user error (one `error:` line),
+143 / 130 killed by SIGTERM / SIGINT (the finished folds are kept; rerunning into run_dir resumes).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 # Before any heavy import: no update checks or hub look-ups at run time.
@@ -23,38 +28,86 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-log = logging.getLogger("merlin.train")
+from training.settings import check_fold, check_settings  # noqa: E402
+from training.settings import result_settings as _result_settings  # noqa: E402
 
-# Settings that cannot change a prediction: left out of the experiment's fingerprint, so a run can be resumed
-# with another logger, device or progress display.
-VOLATILE_SETTINGS = (
-    "run_dir",
-    "fold",
-    "logger",
-    "progress",
-    "cache_dir",
-    "feature_workers",
-    "experiment_name",
-    "trainer.accelerator",
-    "trainer.devices",
-    "trainer.enable_progress_bar",
-    "datamodule.num_workers",
-)
+log = logging.getLogger("merlin.train")
+# The console lines that are not log records (results table, errors): also written to the run's train.log.
+console = logging.getLogger("merlin.console")
+console.propagate = False
+console.addHandler(logging.NullHandler())
+
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+
+
+def register_resolvers() -> None:
+    """`${run_suffix:}` in the default run_dir: 4 random hex digits, so two runs started in the same second
+    get two directories (the timestamp before it keeps them sorted by start time)."""
+    if not OmegaConf.has_resolver("run_suffix"):
+        OmegaConf.register_new_resolver("run_suffix", lambda: secrets.token_hex(2), use_cache=True)
+
+
+register_resolvers()
 
 
 def result_settings(cfg: DictConfig) -> dict:
-    settings = OmegaConf.to_container(cfg, resolve=True)
-    for dotted in VOLATILE_SETTINGS:
-        node = settings
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.get(p, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(leaf, None)
-    return settings
+    """The resolved config without the settings that cannot change a prediction (the fingerprint's input)."""
+    return _result_settings(OmegaConf.to_container(cfg, resolve=True))
 
 
-def run(cfg: DictConfig) -> Path:
+class RunLog:
+    """`train.log` of the claimed run directory: the log records, the results table and any error line.
+
+    Opened only once the run directory is claimed: a refused run appends nothing to another run's log.
+    """
+
+    def __init__(self) -> None:
+        self.handlers: list[logging.Handler] = []
+
+    def open(self, run_dir: Path) -> None:
+        if self.handlers:
+            return
+        records = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+        records.setFormatter(logging.Formatter(LOG_FORMAT))
+        lines = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+        lines.setFormatter(logging.Formatter("%(message)s"))
+        logging.getLogger().addHandler(records)
+        console.addHandler(lines)
+        self.handlers = [records, lines]
+
+    def close(self) -> None:
+        for handler in self.handlers:
+            logging.getLogger().removeHandler(handler)
+            console.removeHandler(handler)
+            handler.close()
+        self.handlers = []
+
+    def say(self, text: str, error: bool = False) -> None:
+        print(text, file=sys.stderr if error else sys.stdout, flush=True)
+        (console.error if error else console.info)(text)
+
+
+def run(
+    cfg: DictConfig,
+    run_log: RunLog | None = None,
+    on_claim: Callable[[Path], None] | None = None,
+) -> Path:
+    """Train every unfinished fold of the experiment `cfg` describes, write the reports, print the table."""
+    owns_log = run_log is None
+    run_log = run_log or RunLog()
+    try:
+        return _run(cfg, run_log, on_claim)
+    finally:
+        if owns_log:
+            run_log.close()
+
+
+def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | None) -> Path:
+    # Settings first: a bad value is refused in a second, before data, features or imports of Lightning.
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    check_settings(resolved)
+    settings = _result_settings(resolved)
+
     from hydra.utils import instantiate
 
     from datamodules.augment import FlowAugment
@@ -62,11 +115,11 @@ def run(cfg: DictConfig) -> Path:
     from datamodules.protocols import label_map, make_folds
     from evaluation.reports import format_table, write_reports
     from models.classifier import MERClassifier
+    from preprocessing.cache import sample_key
     from training.loggers import log_summary, make_loggers
-    from training.loop import FoldFactories, train_folds
-    from training.rundir import prepare_run_dir
+    from training.loop import FoldFactories, quiet_lightning, train_folds
+    from training.rundir import data_records, experiment_identity, prepare_run_dir
 
-    settings = result_settings(cfg)
     labels = label_map(cfg.data.label_map)
     read = instantiate(cfg.data.reader)  # a datamodules.readers.base.ReadResult
     samples = read.samples
@@ -81,11 +134,20 @@ def run(cfg: DictConfig) -> Path:
         )
     spec = instantiate(cfg.features)
     features = build_feature_set(
-        samples, labels, spec, cache_dir=cfg.cache_dir, progress=cfg.progress, workers=cfg.feature_workers
+        samples,
+        labels,
+        spec,
+        cache_dir=cfg.cache_dir,
+        progress=cfg.progress,
+        workers=cfg.feature_workers,
+        strict=bool(cfg.data.get("strict", False)),
     )
     for exclusion in features.exclusions:
         log.debug("excluded %s: %s", exclusion.sample_id, exclusion.reason)
+    for _, reason in features.unreadable:
+        log.warning("dropped %s (data.strict=true makes this an error)", reason)
     folds = make_folds(cfg.data.protocol, features.subjects, features.datasets)
+    check_fold(cfg.fold, len(folds))
     log.info(
         "%s: %d samples (%d excluded by the %s label map), %d subjects, %d folds, features %s",
         cfg.data.name,
@@ -96,8 +158,6 @@ def run(cfg: DictConfig) -> Path:
         len(folds),
         "x".join(str(s) for s in features.x.shape[1:]),
     )
-    run_dir = prepare_run_dir(cfg.run_dir, cfg.experiment_name, settings, features.classes, folds)
-    run_name = f"{cfg.experiment_name}-{run_dir.name}"
     flat_config = OmegaConf.to_container(cfg, resolve=True)
     dm_cfg = cfg.datamodule
     augment = FlowAugment(spec.channels, **dm_cfg.augment)
@@ -121,6 +181,9 @@ def run(cfg: DictConfig) -> Path:
         scheduler = instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None
         return MERClassifier(net, loss, instantiate(cfg.model.optimizer), scheduler, features.classes)
 
+    run_dir = Path(cfg.run_dir)
+    run_name = f"{cfg.experiment_name}-{run_dir.name}"
+
     def loggers(fold):
         return make_loggers(
             cfg.logger.kind,
@@ -137,6 +200,24 @@ def run(cfg: DictConfig) -> Path:
         return instantiate(cfg.trainer, logger=fold_loggers or False, callbacks=callbacks)
 
     only = None if cfg.fold is None else [int(cfg.fold)]
+    # Build the first fold's parts now, so a bad optimizer, loss, network or trainer setting fails before
+    # the run directory is claimed (nothing is trained; each fold builds its own parts again, seeded).
+    quiet_lightning()
+    first = datamodule(only[0] if only else 0)
+    first.setup("fit")
+    model(first).configure_optimizers()
+    trainer([], [])
+
+    by_id = {s.sample_id: s for s in samples}
+    kept = [by_id[i] for i in features.sample_ids]
+    spec_key = spec.key()
+    records = data_records(
+        kept, [features.classes[int(y)] for y in features.y], [sample_key(spec_key, s) for s in kept]
+    )
+    prepare_run_dir(run_dir, cfg.experiment_name, settings, features.classes, folds, records)
+    run_log.open(run_dir)
+    if on_claim is not None:
+        on_claim(run_dir)
     train_folds(
         features,
         folds,
@@ -145,6 +226,7 @@ def run(cfg: DictConfig) -> Path:
         seed=cfg.seed,
         only=only,
         progress=cfg.progress,
+        identity=experiment_identity(settings, features.classes, records),
     )
     summary = write_reports(run_dir)
     if not summary["folds_missing"]:
@@ -159,23 +241,64 @@ def run(cfg: DictConfig) -> Path:
             entity=cfg.logger.get("entity"),
             mode=cfg.logger.get("mode", "auto"),
         )
-    print(format_table(summary))
+    run_log.say(format_table(summary))
     return run_dir
+
+
+def write_hydra_files(cfg: DictConfig, run_dir: Path) -> None:
+    """`.hydra/config.yaml`, `overrides.yaml`, `hydra.yaml` of a claimed run (Hydra itself writes nothing
+    into run_dir, so that a refused run cannot overwrite another experiment's)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from utils.atomic import atomic_write_text
+
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    folder = run_dir / ".hydra"
+    atomic_write_text(folder / "config.yaml", OmegaConf.to_yaml(cfg), what="run config")
+    atomic_write_text(
+        folder / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task), what="overrides"
+    )
+    atomic_write_text(
+        folder / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})), what="Hydra config"
+    )
 
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from datamodules.samples import SampleError
-    from training.rundir import RunDirError
+    from training.interrupt import RunInterrupted, signals_raise
+    from utils.cli import exit_on_user_error
+
+    run_log = RunLog()
+    claimed: list[Path] = []
+
+    def on_error(message: str) -> None:
+        console.error(f"error: {message}")
+
+    def on_claim(run_dir: Path) -> None:
+        claimed.append(run_dir)
+        write_hydra_files(cfg, run_dir)
 
     try:
-        run_dir = run(cfg)
-    except (RunDirError, SampleError, FileNotFoundError, ValueError) as err:
-        if os.environ.get("MERLIN_DEBUG"):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    print(f"run dir: {run_dir}")
+        with signals_raise(), exit_on_user_error(on_error):
+            cfg.run_dir = str(cfg.run_dir)  # resolved once: the default holds a timestamp and a random suffix
+            try:
+                run_dir = run(cfg, run_log, on_claim)
+            except RunInterrupted as stop:
+                where = f"during fold {stop.fold}" if stop.fold else "before any fold started"
+                resume = (
+                    f"the folds finished before it are kept; rerun with run_dir={claimed[0]} to resume"
+                    if claimed
+                    else "nothing was written to the run directory (computed features stay cached)"
+                )
+                run_log.say(f"error: interrupted by {stop.signal_name} {where}; {resume}", error=True)
+                if claimed:
+                    run_log.say(f"run dir: {claimed[0]}")
+                sys.exit(stop.exit_status)
+        run_log.say(f"run dir: {run_dir}")
+    finally:
+        run_log.close()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Features of every sample are computed (or read from the cache) once per experime
 each fold's data module slices it. Batches are dicts `{"x", "y", "sample_id", "index"}`. The dataloaders
 serve raw features (u, v in pixels); `on_after_batch_transfer` then augments (training only), normalises per
 sample, and standardises with statistics of the training fold, on whatever device the batch is on.
+The epoch order and the augmentation are functions of `seed` alone, never of `num_workers`.
 Nothing learned from data (normalisation statistics, class counts for weighting) ever sees a test subject.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import lightning.pytorch as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datamodules.augment import FlowAugment
 from datamodules.protocols import Fold, LabelMap, split_indices
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 
 NORMALIZATIONS = ("minmax", "none")
 STANDARDIZATIONS = ("none", "channel", "zero_center")
+# The augmentation stream is seeded with `seed + AUGMENT_SEED_OFFSET` (mod 2**64): derived from the fold's
+# seed, but distinct from the shuffling stream and from every other fold's seed (folds use seed + k).
+AUGMENT_SEED_OFFSET = 0x9E3779B97F4A7C15
 
 
 @dataclass
@@ -41,6 +45,8 @@ class FeatureSet:
     classes: tuple[str, ...]
     channels: tuple[str, ...]
     exclusions: list = field(default_factory=list)  # protocols.Exclusion of samples the label map dropped
+    # (sample_id, reason naming the file) of samples left out because a frame could not be read (lenient mode)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = self.x.shape[0]
@@ -61,8 +67,14 @@ def build_feature_set(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     workers: int = 0,
+    strict: bool = False,
 ) -> FeatureSet:
-    """Validate samples, map their labels, and compute (or read cached) features for all of them."""
+    """Validate samples, map their labels, and compute (or read cached) features for all of them.
+
+    A sample whose frames cannot be read (missing, empty or undecodable file) is left out with the reason
+    in `FeatureSet.unreadable`, as the readers' lenient mode drops what it cannot use; with `strict=True`
+    it is an error naming the file (datamodules.samples.FrameReadError).
+    """
     from preprocessing.cache import FeatureCache, cached_features  # deferred: heavy imports
 
     check_unique_ids(samples)
@@ -72,7 +84,14 @@ def build_feature_set(
     if not kept:
         raise ValueError(f"no samples left after the {labels.name} label map ({len(excluded)} excluded)")
     cache = FeatureCache(cache_dir) if cache_dir is not None else None
-    x = cached_features(kept, spec, cache=cache, progress=progress, workers=workers)
+    unreadable: list[tuple[int, str]] | None = None if strict else []
+    x = cached_features(kept, spec, cache=cache, progress=progress, workers=workers, unreadable=unreadable)
+    if unreadable:
+        bad = {index for index, _ in unreadable}
+        keep = [i for i in range(len(kept)) if i not in bad]
+        if not keep:
+            raise ValueError(f"no samples left: the frames of all {len(kept)} samples are unreadable")
+        x, kept, y = x[keep], [kept[i] for i in keep], [y[i] for i in keep]
     return FeatureSet(
         x=torch.from_numpy(x),
         y=torch.tensor(y, dtype=torch.long),
@@ -83,6 +102,7 @@ def build_feature_set(
         classes=labels.classes,
         channels=tuple(spec.channels),
         exclusions=excluded,
+        unreadable=[(message.split(":", 1)[0], message) for _, message in unreadable or []],
     )
 
 
@@ -125,6 +145,31 @@ def _keep_batch(batch: dict) -> dict:
     return batch
 
 
+class EpochShuffle(Sampler[int]):
+    """A fresh permutation of range(n) per epoch, a function of `generator`'s seed and the epoch only.
+
+    Each `__iter__` makes, at its start and before yielding, exactly the draws that a single-process
+    `DataLoader(shuffle=True, generator=generator)` makes per epoch: the iterator's worker base seed (one
+    int64), RandomSampler's `randperm(n)` and its trailing `randperm(n)[:0]`. So the order matches what
+    MERLin's loaders gave before this sampler existed, whatever `num_workers` is: a multi-process loader with
+    persistent workers draws its base seed only once, and its prefetching would move RandomSampler's draws
+    relative to anything else sharing the generator.
+    """
+
+    def __init__(self, n: int, generator: torch.Generator) -> None:
+        self.n = n
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)  # the old per-epoch base seed
+        order = torch.randperm(self.n, generator=self.generator).tolist()
+        torch.randperm(self.n, generator=self.generator)  # RandomSampler's trailing randperm(n)[:0]
+        return iter(order)
+
+
 class MERDataModule(L.LightningDataModule):
     """Train and test data of fold `fold` of `folds`; the test set is the fold's held-out subject(s)."""
 
@@ -158,7 +203,14 @@ class MERDataModule(L.LightningDataModule):
         self.train_idx, self.test_idx = split_indices(features.subjects, self.fold)
         self.mean: torch.Tensor | None = None
         self.std: torch.Tensor | None = None
+        # Three streams, so that nothing but the seed decides a batch: the epoch order (`_generator`, drawn
+        # only by EpochShuffle), the augmentation (`_augment_generator`) and the DataLoader's own generator
+        # (worker base seeds; given so that the global RNG is not consumed). Un-augmented runs shuffle
+        # exactly as before the streams were split; augmented runs changed their numbers with it (the
+        # augmentation used to share the shuffling stream, which made results depend on num_workers).
         self._generator = torch.Generator().manual_seed(seed)
+        self._augment_generator = torch.Generator().manual_seed((seed + AUGMENT_SEED_OFFSET) % 2**64)
+        self._loader_generator = torch.Generator().manual_seed(seed)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -188,7 +240,7 @@ class MERDataModule(L.LightningDataModule):
         if self.mean is None:
             self.setup()
         if train and self.augment is not None:
-            x = self.augment(x, generator=self._generator)
+            x = self.augment(x, generator=self._augment_generator)
         x = normalize_per_sample(x, self.normalize)
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
@@ -197,11 +249,12 @@ class MERDataModule(L.LightningDataModule):
         return {**batch, "x": self.transform(batch["x"], train=training)}
 
     def _loader(self, indices: Sequence[int], shuffle: bool) -> DataLoader:
+        data = _FoldData(self.features, indices)
         return DataLoader(
-            _FoldData(self.features, indices),
+            data,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=self._generator if shuffle else None,
+            sampler=EpochShuffle(len(data), self._generator) if shuffle else None,
+            generator=self._loader_generator if shuffle else None,
             collate_fn=_keep_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -22,6 +22,11 @@ class SampleError(ValueError):
     """A clip or annotation row that cannot be used as it is; the message names the file/row and the fault."""
 
 
+class FrameReadError(SampleError):
+    """A frame file is missing, empty or not a decodable picture; the message names its path. Lenient mode
+    drops the clip with this reason; strict mode stops on it."""
+
+
 @runtime_checkable
 class FrameSource(Protocol):
     """Where a clip's frames come from: a folder of images on disk, or a generator that renders them.
@@ -62,10 +67,14 @@ class FrameFolder:
 
         path = self.path_of(number)
         if not path.is_file():
-            raise FileNotFoundError(f"missing frame file: {path}")
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            raise FrameReadError(f"missing frame file: {path}")
+        try:
+            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        except cv2.error as err:  # OpenCV raises for some malformed headers instead of returning None
+            raise FrameReadError(f"unreadable image ({err.msg.strip()}): {path}") from err
         if image is None:
-            raise SampleError(f"unreadable image (not a decodable picture): {path}")
+            kind = "empty file" if path.stat().st_size == 0 else "not a decodable picture"
+            raise FrameReadError(f"unreadable image ({kind}): {path}")
         if image.ndim == 3:
             image = cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB)
         if image.dtype != np.uint8:

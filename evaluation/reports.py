@@ -103,6 +103,8 @@ def _summarize(run_dir: Path, info: Mapping, frame: pd.DataFrame) -> dict:
         "classes_absent": full["classes_absent"],
         "per_source_classes_absent": absent_by_source,
         "confusion_matrix": full["confusion_matrix"],
+        # False for a run directory of an earlier MERLin, whose fold files carry no records to check.
+        "verified": "format" in info,
     }
 
 
@@ -112,13 +114,19 @@ def summarize(run_dir: str | Path) -> dict:
     Keys: uf1, uar, accuracy (floats), n (samples), per_source {dataset: {uf1, uar, accuracy, n}} (same
     rules restricted to that database's samples), per_class {class: {f1, recall, precision, support}},
     classes_absent, per_source_classes_absent, confusion_matrix (K x K list, rows true), classes,
-    folds_done, folds_total, folds_missing (fold names, in fold order), experiment, fingerprint.
+    folds_done, folds_total, folds_missing (fold names, in fold order), experiment, fingerprint, verified
+    (every fold file checked against its record and run.json; False for an earlier MERLin's run directory).
     Raises FileNotFoundError / EvaluationError (a ValueError) naming the file for a missing or malformed
     run.json or predictions file, and EvaluationError when no fold has finished.
     """
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
-    return _summarize(run_dir, info, read_predictions(run_dir, info["classes"]))
+    return _summarize(run_dir, info, _verified_predictions(run_dir, info))
+
+
+def _verified_predictions(run_dir: Path, info: Mapping) -> pd.DataFrame:
+    # A run directory of format 1 (before fold records existed) is pooled as it is, flagged unverified.
+    return read_predictions(run_dir, info["classes"], info if "format" in info else None)
 
 
 def _fmt(x: float | None) -> str:
@@ -146,6 +154,8 @@ def format_table(summary: Mapping) -> str:
     lines = [f"{'':<{width}}  {'UF1':>6}  {'UAR':>6}  {'Acc':>6}  {'n':>5}"]
     for name, r in rows:
         lines.append(f"{name:<{width}}  {r['uf1']:6.4f}  {r['uar']:6.4f}  {r['accuracy']:6.4f}  {r['n']:>5d}")
+    if summary.get("verified") is False:
+        lines.append("note: made by an earlier MERLin; its fold files carry no records and were not verified")
     lines.append(_folds_line(summary))
     return "\n".join(lines)
 
@@ -261,7 +271,7 @@ def write_reports(run_dir: str | Path, summary: Mapping | None = None) -> dict:
     """
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
-    frame = read_predictions(run_dir, info["classes"])
+    frame = _verified_predictions(run_dir, info)
     summary = dict(summary) if summary is not None else _summarize(run_dir, info, frame)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
     atomic_write_text(run_dir / "results.md", results_markdown(summary))

@@ -6,28 +6,32 @@ Layout:
 
 A sample's cache key is "<spec_key[:16]>/<sha256>", the sha256 covering the spec key, the sample_id, its
 onset/apex/offset and its frames' fingerprint: a changed spec, annotation or frame file is a miss. A file
-that fails to load or whose checksum does not match is logged, deleted and recomputed, never used. Writes
+whose bytes do not parse or whose checksum does not match is logged, deleted and recomputed, never used; a
+file that cannot be read at all (another user's, in a shared cache) is an error and is left alone. Writes
 are atomic (temporary file in the same folder, fsync, os.replace): a crash leaves the old state or a whole
-file, never a torn one.
+file, never a torn one. Files get the permissions the umask allows, so a group can share one cache_dir.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import logging
 import os
 import re
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import suppress
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from datamodules.samples import Sample
+from datamodules.samples import FrameReadError, Sample
 from preprocessing.features import FeatureError, FeatureSpec, compute_features
 from utils.atomic import atomic_file
 
@@ -63,7 +67,14 @@ class FeatureCache:
     sample_key = staticmethod(sample_key)
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
+        """Raises NotADirectoryError (errno ENOTDIR) if `root`, or a folder above it, is a file."""
         self.root = Path(root)
+        for folder in (*reversed(self.root.parents), self.root):
+            if folder.exists() and not folder.is_dir():
+                where = "" if folder == self.root else f": {folder}"
+                raise NotADirectoryError(
+                    errno.ENOTDIR, f"cache_dir {self.root}{where} is a file, not a folder"
+                )
 
     def path(self, key: str) -> Path:
         if not _KEY.match(key):
@@ -87,31 +98,49 @@ class FeatureCache:
                     f"{path} belongs to spec key {stored}, not {spec_key}: move the folder away"
                 )
         text = json.dumps({"key": spec_key, **spec.describe()}, indent=2, sort_keys=True) + "\n"
-        with atomic_file(path) as handle:
+        with atomic_file(path, what="feature cache spec") as handle:
             handle.write(text.encode())
         return path
 
     def load(self, key: str) -> np.ndarray | None:
         """The stored array, or None on a miss. A torn, corrupt or checksum-mismatched file is logged as a
-        warning, deleted and reported as a miss."""
+        warning, deleted and reported as a miss.
+
+        A file that cannot be opened or read (PermissionError, EIO, ...) raises that OSError's type, naming
+        the file; it is never deleted: its bytes were not seen, so nothing says it is corrupt.
+        """
         path = self.path(key)
-        if not path.is_file():
-            return None
         try:
-            with np.load(path, allow_pickle=False) as stored:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None  # a miss; storing over it later says clearly if the path cannot be written
+        except OSError as error:
+            raise _unreadable(path, error) from error
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as stored:
                 array = stored["features"]
                 expected = str(stored["sha256"])
             if _checksum(array) != expected:
                 raise ValueError("checksum mismatch")
-        except Exception as error:  # any failure to read it back means the file cannot be trusted
+        except Exception as error:  # bytes that do not parse back mean the file cannot be trusted
             log.warning(
                 "corrupt feature cache file %s (%s: %s); deleting it and recomputing",
                 path,
                 type(error).__name__,
                 error,
             )
-            with suppress(FileNotFoundError):
+            try:
                 path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as unlink_error:
+                # Recompute anyway: if the file cannot be replaced either, store() says so, naming it.
+                log.warning(
+                    "cannot delete corrupt feature cache file %s (%s); recomputing it anyway",
+                    path,
+                    unlink_error.strerror or unlink_error,
+                )
             return None
         return array
 
@@ -119,17 +148,37 @@ class FeatureCache:
         """Write `array` under `key` atomically, with its sha256; returns the file's path."""
         path = self.path(key)
         array = np.ascontiguousarray(array)
-        with atomic_file(path) as handle:
+        with atomic_file(path, what="feature cache") as handle:
             np.savez(handle, features=array, sha256=np.array(_checksum(array)))
         return path
 
 
+def _unreadable(path: Path, error: OSError) -> OSError:
+    """`error`'s own type (PermissionError stays one) with a message that names the file and the remedy."""
+    reason = error.strerror or str(error)
+    message = f"cannot read feature cache file {path} ({reason})"
+    if isinstance(error, PermissionError):
+        message += (
+            ": the cache holds a file this user cannot read (a shared cache: ask its owner to make it "
+            "readable, or use another cache_dir)"
+        )
+    return type(error)(error.errno, message)
+
+
 def _compute(sample: Sample, spec: FeatureSpec) -> np.ndarray:
-    """compute_features with the sample named in any error; module-level so a process pool can pickle it."""
+    """compute_features with the sample named in any error; module-level so a process pool can pickle it.
+
+    Raises FrameReadError (a frame file is missing or unreadable; "<sample_id>: ... <path>") as it is, so a
+    caller can skip that sample, and FeatureError for anything else.
+    """
     try:
         array = compute_features(sample, spec)
     except FeatureError:
         raise
+    except FrameReadError as error:
+        if str(error).startswith(f"{sample.sample_id}:"):
+            raise
+        raise FrameReadError(f"{sample.sample_id}: {error}") from error
     except Exception as error:
         raise FeatureError(
             f"{sample.sample_id}: computing features failed: {type(error).__name__}: {error}"
@@ -140,11 +189,30 @@ def _compute(sample: Sample, spec: FeatureSpec) -> np.ndarray:
     return np.asarray(array, dtype=np.float32)
 
 
-def _init_worker(threads: int) -> None:
+# How often a worker checks that the process that started it is still alive, in seconds.
+_ORPHAN_CHECK_S = 0.5
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    while True:
+        if os.getppid() != parent_pid:
+            # Not sys.exit: this is a side thread, and the main one may be deep in OpenCV for seconds.
+            os._exit(1)
+        time.sleep(_ORPHAN_CHECK_S)
+
+
+def _init_worker(threads: int, parent_pid: int | None = None) -> None:
     import cv2
 
     # Share the cores between workers rather than letting each OpenCV pool claim all of them.
     cv2.setNumThreads(threads)
+    if parent_pid is not None:
+        # A parent killed with SIGKILL never closes the pool: the call queue a spawned worker unpickled holds
+        # its write end too, so the worker never sees EOF and would wait forever. When the parent dies the
+        # worker is reparented, which getppid shows on every POSIX system (no prctl, no Linux-only API).
+        threading.Thread(
+            target=_exit_when_orphaned, args=(parent_pid,), name="orphan-watchdog", daemon=True
+        ).start()
 
 
 def cached_features(
@@ -153,9 +221,14 @@ def cached_features(
     cache: FeatureCache | None = None,
     progress: bool = True,
     workers: int = 0,
+    unreadable: list[tuple[int, str]] | None = None,
 ) -> np.ndarray:
     """Features of every sample, float32 (N, C, H, W) in sample order: cache hits are read, misses computed
-    (tqdm bar "features") and stored. A sample that cannot be computed raises FeatureError naming it.
+    (tqdm bar "features") and stored. A sample that cannot be computed raises FeatureError naming it; one
+    whose frame file is missing or unreadable raises FrameReadError ("<sample_id>: ... <path>").
+
+    `unreadable`: a list makes the FrameReadError case lenient: `(index, message)` is appended to it (in
+    sample order), the sample's row is left all zeros and nothing is cached for it; drop those rows.
 
     `workers > 0` computes misses in that many (spawned) processes. Worth it only for TV-L1: on 2 cores,
     2 workers were 1.1-1.6x faster than serial (OpenCV's own threads use the second core only in part);
@@ -177,10 +250,18 @@ def cached_features(
                 continue
         misses.append(index)
 
+    skipped: list[tuple[int, str]] = []
+
     def keep(index: int, array: np.ndarray) -> None:
         out[index] = array
         if cache is not None:
             cache.store(keys[index], out[index])
+
+    def skip(index: int, error: FrameReadError) -> None:
+        if unreadable is None:
+            raise error
+        out[index] = 0
+        skipped.append((index, str(error)))
 
     with tqdm(total=len(misses), desc="features", disable=not progress or not misses) as bar:
         if workers > 0 and len(misses) > 1:
@@ -190,7 +271,7 @@ def cached_features(
                 max_workers=min(workers, len(misses)),
                 mp_context=get_context("spawn"),
                 initializer=_init_worker,
-                initargs=(max(1, (os.cpu_count() or 1) // workers),),
+                initargs=(max(1, (os.cpu_count() or 1) // workers), os.getpid()),
             ) as pool:
                 futures = {pool.submit(_compute, samples[index], spec): index for index in misses}
                 try:
@@ -198,6 +279,10 @@ def cached_features(
                         index = futures[future]
                         try:
                             array = future.result()
+                        except FrameReadError as error:
+                            skip(index, error)
+                            bar.update()
+                            continue
                         except FeatureError:
                             raise
                         except Exception as error:  # a dead worker or an unpicklable sample
@@ -213,6 +298,13 @@ def cached_features(
                     raise
         else:
             for index in misses:
-                keep(index, _compute(samples[index], spec))
+                try:
+                    array = _compute(samples[index], spec)
+                except FrameReadError as error:
+                    skip(index, error)
+                else:
+                    keep(index, array)
                 bar.update()
+    if unreadable is not None:
+        unreadable.extend(sorted(skipped))
     return out

@@ -1,18 +1,31 @@
-"""Feature cache: hits, misses on any change, corrupt files rebuilt with a warning, atomic writes, errors."""
+"""Feature cache: hits, misses on any change, corrupt files rebuilt with a warning, atomic writes, errors,
+unreadable files and frames, permissions, worker processes."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import logging
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import preprocessing.cache as cache_module
-from datamodules.samples import Sample
+from datamodules.samples import FrameReadError, Sample
 from preprocessing.cache import FeatureCache, cached_features, sample_key
 from preprocessing.features import FeatureError, FeatureSpec
+from utils.atomic import WriteError
+
+TESTS = Path(__file__).resolve().parent
 
 SPEC = FeatureSpec(channels=("u", "v", "strain"), flow_method="farneback", size=(16, 16))
 
@@ -20,13 +33,15 @@ SPEC = FeatureSpec(channels=("u", "v", "strain"), flow_method="farneback", size=
 class NoiseFrames:
     """Frame n = smooth noise moved right by n/10 px (wrapping); module-level so worker processes find it."""
 
-    def __init__(self, seed: int = 0, version: str = "v1", broken: bool = False):
+    def __init__(self, seed: int = 0, version: str = "v1", broken: bool = False, unreadable: bool = False):
         self.frame_numbers = tuple(range(6))
-        self.seed, self.version, self.broken = seed, version, broken
+        self.seed, self.version, self.broken, self.unreadable = seed, version, broken, unreadable
 
     def read(self, number: int) -> np.ndarray:
         if self.broken:
             raise FileNotFoundError(f"missing frame file: /data/clip{self.seed}/img{number}.jpg")
+        if self.unreadable:
+            raise FrameReadError(f"unreadable image (empty file): /data/clip{self.seed}/img{number}.jpg")
         spectrum = np.fft.fft2(np.random.default_rng(self.seed).standard_normal((40, 48)))
         freq_y, freq_x = np.meshgrid(np.fft.fftfreq(40), np.fft.fftfreq(48), indexing="ij")
         spectrum *= np.exp(-(freq_x**2 + freq_y**2) * 2 * (np.pi * 2.5) ** 2)
@@ -209,3 +224,207 @@ def test_workers_give_the_same_features_and_name_failures(tmp_path, samples):
     assert len(npz_files(tmp_path)) == 3
     with pytest.raises(FeatureError, match=r"synthetic/s09/clip.*missing frame file"):
         cached_features([make_sample(0), make_sample(9, broken=True)], SPEC, None, progress=False, workers=2)
+
+
+@pytest.mark.parametrize("below", ["", "cache"])
+def test_cache_dir_that_is_a_file_is_refused(tmp_path, below):
+    blocker = tmp_path / "features"
+    blocker.write_text("not a folder")
+    root = blocker / below if below else blocker
+    with pytest.raises(NotADirectoryError) as caught:
+        FeatureCache(root)
+    assert caught.value.errno == errno.ENOTDIR
+    where = f": {blocker}" if below else ""
+    assert f"cache_dir {root}{where} is a file, not a folder" in str(caught.value)
+
+
+@pytest.fixture
+def unreadable_path(monkeypatch):
+    """Make open() in preprocessing.cache raise PermissionError for one path, as a chmod-000 file of another
+    user does (root, running the tests, can read any file)."""
+    denied: list[Path] = []
+    real_open = open
+
+    def guarded_open(file, *args, **kwargs):
+        if Path(file) in denied:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "open", guarded_open, raising=False)
+    return denied
+
+
+def test_unreadable_cache_file_is_an_error_and_never_deleted(tmp_path, samples, calls, unreadable_path):
+    cache = FeatureCache(tmp_path)
+    cached_features(samples, SPEC, cache, progress=False)
+    key = sample_key(SPEC.key(), samples[1])
+    victim = cache.path(key)
+    before = victim.read_bytes()
+    unreadable_path.append(victim)
+    with pytest.raises(PermissionError) as caught:
+        cache.load(key)
+    message = str(caught.value)
+    assert caught.value.errno == errno.EACCES
+    assert f"cannot read feature cache file {victim} (Permission denied)" in message
+    assert "this user cannot read" in message and "another cache_dir" in message
+    with pytest.raises(PermissionError, match="this user cannot read"):
+        cached_features(samples, SPEC, cache, progress=False)
+    assert victim.read_bytes() == before and len(calls) == 3  # kept, and nothing recomputed over it
+
+
+def test_corrupt_file_that_cannot_be_deleted_is_recomputed(tmp_path, samples, calls, caplog, monkeypatch):
+    cache = FeatureCache(tmp_path)
+    original = cached_features(samples, SPEC, cache, progress=False)
+    key = sample_key(SPEC.key(), samples[2])
+    victim = cache.path(key)
+    tamper(victim)
+    real_unlink = Path.unlink
+
+    def guarded_unlink(self, *args, **kwargs):
+        if self == victim:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", guarded_unlink)
+    with caplog.at_level(logging.WARNING, logger="preprocessing.cache"):
+        again = cached_features(samples, SPEC, cache, progress=False)
+    assert "checksum mismatch" in caplog.text
+    assert f"cannot delete corrupt feature cache file {victim}" in caplog.text
+    np.testing.assert_array_equal(again, original)
+    assert calls[3:] == ["synthetic/s02/clip"]
+    np.testing.assert_array_equal(cache.load(key), original[2])  # replaced by the recomputed one
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002], ids=["022", "002"])
+def test_cache_files_follow_the_umask(tmp_path, samples, umask):
+    old = os.umask(umask)
+    try:
+        cached_features(samples[:1], SPEC, FeatureCache(tmp_path), progress=False)
+    finally:
+        os.umask(old)
+    files = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert len(files) == 2  # spec.json and one .npz
+    assert {stat.S_IMODE(path.stat().st_mode) for path in files} == {0o666 & ~umask}
+
+
+def test_store_error_names_the_cache_file(tmp_path, monkeypatch):
+    cache = FeatureCache(tmp_path)
+    key = sample_key(SPEC.key(), make_sample(3))
+
+    def full_disk(handle, **arrays):
+        handle.write(b"PK\x03\x04")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(cache_module.np, "savez", full_disk)
+    with pytest.raises(WriteError) as caught:
+        cache.store(key, np.zeros((3, 16, 16), np.float32))
+    assert caught.value.errno == errno.ENOSPC
+    assert str(caught.value) == (
+        f"cannot write {cache.path(key)} (feature cache): No space left on device [Errno {errno.ENOSPC}]"
+    )
+    assert not any(tmp_path.rglob("*.tmp")) and not any(tmp_path.rglob(".*"))
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["serial", "workers"])
+def test_unreadable_frames_raise_by_default(workers):
+    samples = [make_sample(0), make_sample(4, unreadable=True), make_sample(6)]
+    with pytest.raises(FrameReadError) as caught:
+        cached_features(samples, SPEC, None, progress=False, workers=workers)
+    assert str(caught.value) == "synthetic/s04/clip: unreadable image (empty file): /data/clip4/img0.jpg"
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["serial", "workers"])
+def test_unreadable_frames_are_listed_and_skipped_when_asked(tmp_path, workers):
+    good = cached_features([make_sample(0), make_sample(6)], SPEC, None, progress=False)
+    samples = [
+        make_sample(0),
+        make_sample(4, unreadable=True),
+        make_sample(6),
+        make_sample(8, unreadable=True),
+    ]
+    unreadable: list = []
+    cache = FeatureCache(tmp_path)
+    features = cached_features(samples, SPEC, cache, progress=False, workers=workers, unreadable=unreadable)
+    assert unreadable == [
+        (1, "synthetic/s04/clip: unreadable image (empty file): /data/clip4/img0.jpg"),
+        (3, "synthetic/s08/clip: unreadable image (empty file): /data/clip8/img0.jpg"),
+    ]
+    np.testing.assert_array_equal(features[[0, 2]], good)
+    assert not features[[1, 3]].any()
+    assert len(npz_files(tmp_path)) == 2  # nothing stored for the unreadable clips
+    assert cache.load(sample_key(SPEC.key(), samples[1])) is None
+
+
+def test_frame_read_error_already_naming_the_sample_is_not_prefixed_twice(monkeypatch):
+    def failing(sample, spec):
+        raise FrameReadError(f"{sample.sample_id}: missing frame file: /data/x/img3.jpg")
+
+    monkeypatch.setattr(cache_module, "compute_features", failing)
+    unreadable: list = []
+    cached_features([make_sample(1)], SPEC, None, progress=False, unreadable=unreadable)
+    assert unreadable == [(0, "synthetic/s01/clip: missing frame file: /data/x/img3.jpg")]
+
+
+def _process_state(pid: int) -> tuple[str, int] | None:
+    """(state letter, parent pid) from /proc/<pid>/stat, or None if there is no such process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, ppid = text.rsplit(")", 1)[1].split()[:2]
+    return state, int(ppid)
+
+
+def _alive(pid: int) -> bool:
+    # A zombie has exited; whether anyone reaps it (PID 1 of a container may not) is not the worker's doing.
+    state = _process_state(pid)
+    return state is not None and state[0] not in "ZX"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            state = _process_state(int(entry.name))
+            if state is not None and state[1] == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_workers_exit_when_their_parent_is_killed(tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    code = (
+        f"import sys; sys.path[:0] = [{str(TESTS)!r}, {str(TESTS.parent)!r}]; "
+        f"import slow_frames; slow_frames.compute_slowly({str(markers)!r}, delay_s=60.0, workers=2)"
+    )
+    log_path = tmp_path / "child.log"
+    with open(log_path, "wb") as log_file:
+        child = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=TESTS.parent, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 15
+        # Both workers inside SlowFrames.read, i.e. started, initialised and busy with a sample.
+        while len(list(markers.iterdir())) < 2:
+            assert child.poll() is None, f"child exited early: {log_path.read_text()}"
+            assert time.monotonic() < deadline, f"workers never got busy: {log_path.read_text()}"
+            time.sleep(0.1)
+        workers = [int(marker.name.split(".")[0]) for marker in markers.iterdir()]
+        assert set(workers) <= set(_children(child.pid))
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        deadline = time.monotonic() + 5
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in workers if _alive(pid)], "workers outlived their killed parent"
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        for pid in workers:
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)

@@ -92,3 +92,101 @@ def test_bad_arguments():
         MERDataModule(fs, folds, fold=3)
     with pytest.raises(ValueError, match="unknown standardize"):
         MERDataModule(fs, folds, fold=0, standardize="whiten")
+
+
+def _train_epochs(dm: MERDataModule, epochs: int, train_transform: bool = False) -> list:
+    """Per epoch, per batch: the `index` tensor (and the transformed x), fetched as Lightning does."""
+    loader = dm.train_dataloader()
+    out = []
+    for _ in range(epochs):
+        for batch in loader:
+            x = dm.transform(batch["x"], train=True) if train_transform else None
+            out.append((batch["index"], x))
+    return out
+
+
+def test_default_shuffle_is_the_plain_random_sampler_order_for_any_num_workers():
+    # Un-augmented runs must keep the orders MERLin always gave: those of a single-process
+    # DataLoader(shuffle=True, generator=Generator().manual_seed(seed)), one iterator per epoch.
+    fs = _features(per_subject=7)
+    folds = loso_folds(fs.subjects)
+    seed, batch_size, epochs = 7, 4, 3  # 14 training samples: the last batch of each epoch is short
+    train_idx = torch.arange(7, 21)
+    plain = torch.utils.data.DataLoader(
+        list(range(14)), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
+    )
+    expected = [train_idx[b].tolist() for _ in range(epochs) for b in plain]
+    for workers in (0, 2):
+        dm = MERDataModule(fs, folds, fold=0, batch_size=batch_size, num_workers=workers, seed=seed)
+        got = [index.tolist() for index, _ in _train_epochs(dm, epochs)]
+        assert got == expected, f"num_workers={workers}"
+
+
+def test_num_workers_do_not_change_augmented_batches():
+    fs = _features(per_subject=7)
+    folds = loso_folds(fs.subjects)
+    augment = FlowAugment(fs.channels, hflip=0.5, rotate_degrees=10)
+    runs = [
+        _train_epochs(
+            MERDataModule(fs, folds, fold=1, batch_size=4, augment=augment, num_workers=w, seed=3), 3, True
+        )
+        for w in (0, 2)
+    ]
+    assert len(runs[0]) == len(runs[1]) == 12
+    for (i0, x0), (i2, x2) in zip(*runs, strict=True):
+        assert torch.equal(i0, i2) and torch.equal(x0, x2)
+    plain = MERDataModule(fs, folds, fold=1)  # no augmentation: some batches must differ from it
+    assert any(not torch.equal(x, plain.transform(fs.x[i], train=False)) for i, x in runs[0])
+
+
+def test_trainer_predictions_do_not_depend_on_num_workers():
+    from functools import partial
+
+    import lightning.pytorch as L
+
+    from losses import CrossEntropyLoss
+    from models.classifier import MERClassifier
+    from models.ststnet import STSTNet
+    from training.loop import quiet_lightning
+
+    quiet_lightning()
+    g = torch.Generator().manual_seed(1)
+    fs = _features(per_subject=7)
+    fs.x = torch.randn(21, 3, 28, 28, generator=g)
+    folds = loso_folds(fs.subjects)
+
+    def predictions(workers: int) -> torch.Tensor:
+        L.seed_everything(11, workers=True, verbose=False)
+        dm = MERDataModule(
+            fs,
+            folds,
+            0,
+            batch_size=4,
+            augment=FlowAugment(fs.channels, hflip=0.5),
+            num_workers=workers,
+            seed=11,
+        )
+        dm.setup("fit")
+        model = MERClassifier(
+            STSTNet(3, 3),
+            CrossEntropyLoss(class_counts=dm.train_class_counts),
+            partial(torch.optim.Adam, lr=1e-2),
+            None,
+            fs.classes,
+        )
+        trainer = L.Trainer(
+            max_epochs=2,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            deterministic=True,
+        )
+        trainer.fit(model, datamodule=dm)
+        trainer.test(model, datamodule=dm, verbose=False)
+        return torch.as_tensor(model.test_predictions["probs"])
+
+    assert torch.equal(predictions(0), predictions(2))

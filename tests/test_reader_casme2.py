@@ -118,6 +118,26 @@ def test_unparseable_frame_cell_dropped_naming_cell_and_row(copy, tmp_path):
         read_casme2(copy["frames_root"], bad, strict=True)
 
 
+def test_negative_onset_is_reported_as_negative_not_missing(copy, tmp_path):
+    def edit(book):
+        sheet = book["Sheet1"]
+        sheet["D4"] = -5  # OnsetFrame of row 4
+        sheet["F6"] = None  # OffsetFrame of row 6: blank
+        sheet["E7"] = -1  # ApexFrame of row 7: a negative apex still means "not annotated"
+
+    bad = _edit(copy["annotation"], tmp_path / "negative.xlsx", edit)
+    result = read_casme2(copy["frames_root"], bad)
+    drops = {i.source: i.reason for i in result.report.drops}
+    assert drops == {
+        "negative.xlsx row 4": "unparseable frame numbers (onset -5 is negative)",
+        "negative.xlsx row 6": "unparseable frame numbers (onset or offset frame missing)",
+    }
+    repairs = {i.source: i.reason for i in result.report.repairs}
+    assert repairs["negative.xlsx row 7"] == "apex not annotated ('-1')"
+    with pytest.raises(ReaderError, match=r"negative\.xlsx row 4: casme2/.*onset -5 is negative"):
+        read_casme2(copy["frames_root"], bad, strict=True)
+
+
 def test_duplicate_row_dropped_and_folder_case_fallback(copy, tmp_path):
     def duplicate(book):
         sheet = book["Sheet1"]

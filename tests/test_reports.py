@@ -12,8 +12,10 @@ import pytest
 from evaluation.predictions import (
     EvaluationError,
     finished_folds,
+    fold_identity,
     read_predictions,
     read_run_info,
+    run_checksums,
     write_fold_predictions,
 )
 from evaluation.reports import REPORT_FILES, format_table, summarize, write_reports
@@ -54,9 +56,36 @@ def fold_frame(k: int) -> pd.DataFrame:
     return frame
 
 
+def verified_info() -> dict:
+    """A run.json as train.py writes it (format 2: settings, data and a checksum of every field)."""
+    info = {
+        "format": 2,
+        "fingerprint": "abc123",
+        "experiment": "test_exp",
+        "classes": CLASSES,
+        "folds": FOLDS,
+        "settings": {},
+        "data": {"fingerprint": "d4", "samples": []},
+    }
+    return {**info, "checksums": run_checksums(info)}
+
+
+@pytest.fixture
+def verified_run_dir(tmp_path: Path) -> Path:
+    """The run of `run_dir`, written as train.py writes it: each fold file with its record."""
+    run = tmp_path / "verified"
+    run.mkdir()
+    info = verified_info()
+    (run / "run.json").write_text(json.dumps(info))
+    for k in FOLD_ROWS:
+        write_fold_predictions(run, k, fold_frame(k), fold_identity(info, k))
+    return run
+
+
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
-    """run.json with three folds over two databases; fold 2 unfinished. Written by hand, as plain CSV."""
+    """run.json with three folds over two databases; fold 2 unfinished. Written by hand, as plain CSV: a run
+    directory of an earlier MERLin (format 1, no records), which evaluation still pools, unverified."""
     run = tmp_path / "run"
     (run / "predictions").mkdir(parents=True)
     info = {"fingerprint": "abc123", "experiment": "test_exp", "classes": CLASSES, "folds": FOLDS}
@@ -129,24 +158,73 @@ def test_write_reports_writes_every_file(run_dir):
     assert write_reports(run_dir, summary) == summary
 
 
-def test_format_table(run_dir):
-    lines = format_table(summarize(run_dir)).splitlines()
+def test_format_table(verified_run_dir):
+    summary = summarize(verified_run_dir)
+    assert summary["verified"] is True
+    lines = format_table(summary).splitlines()
     assert lines[0].split() == ["UF1", "UAR", "Acc", "n"]
     assert lines[1].split() == ["Full", "0.7500", "0.7500", "0.7143", "7"]
     assert lines[2].split() == ["casme2", "0.7778", "0.8333", "0.7500", "4"]
     assert lines[3].split() == ["samm", "0.4000", "0.5000", "0.6667", "3"]
-    assert lines[4] == "folds: 2/3 done; missing: casme2/sub02"
+    assert lines[4:] == ["folds: 2/3 done; missing: casme2/sub02"]
 
 
-def test_complete_run_says_all_folds_done(run_dir):
-    fold_frame(0).assign(
+def test_run_dir_of_an_earlier_merlin_is_pooled_and_flagged_unverified(run_dir):
+    summary = summarize(run_dir)
+    assert summary["verified"] is False and summary["n"] == 7
+    assert format_table(summary).splitlines()[-2:] == [
+        "note: made by an earlier MERLin; its fold files carry no records and were not verified",
+        "folds: 2/3 done; missing: casme2/sub02",
+    ]
+
+
+def test_complete_run_says_all_folds_done(verified_run_dir):
+    frame = fold_frame(0).assign(
         sample_id=lambda f: f["sample_id"].str.replace("sub01", "sub02"),
         subject="casme2/sub02",
         fold=2,
-    ).to_csv(run_dir / "predictions" / "fold_002.csv", index=False)
-    s = summarize(run_dir)
+    )
+    write_fold_predictions(verified_run_dir, 2, frame, fold_identity(verified_info(), 2))
+    s = summarize(verified_run_dir)
     assert s["folds_missing"] == [] and s["folds_done"] == 3 and s["n"] == 11
     assert format_table(s).splitlines()[-1] == "folds: 3/3 done"
+
+
+def test_fold_files_that_disagree_with_their_records_are_named(verified_run_dir):
+    predictions = verified_run_dir / "predictions"
+    original = (predictions / "fold_000.csv").read_bytes()
+    (predictions / "fold_000.csv").write_bytes(original.replace(b"EP03_02,0,0,1", b"EP03_02,0,0,0"))
+    with pytest.raises(
+        EvaluationError, match=r"fold_000\.csv differs from its record \(sha256\).*rerun train"
+    ):
+        summarize(verified_run_dir)
+    (predictions / "fold_000.csv").write_bytes(original)
+    (predictions / "fold_001.json").unlink()
+    with pytest.raises(EvaluationError, match=r"fold_001\.csv has no record \(fold_001\.json\)"):
+        summarize(verified_run_dir)
+    info = verified_info()
+    write_fold_predictions(
+        verified_run_dir, 1, fold_frame(1), {**fold_identity(info, 1), "fingerprint": "zz9"}
+    )
+    with pytest.raises(EvaluationError, match=r"fold_001\.csv was made by a different experiment"):
+        summarize(verified_run_dir)
+
+
+@pytest.mark.parametrize("field", ["classes", "folds", "fingerprint", "settings", "data"])
+def test_edited_run_json_is_an_error_naming_the_field(verified_run_dir, field):
+    info = json.loads((verified_run_dir / "run.json").read_text())
+    info[field] = {"classes": CLASSES[::-1], "folds": FOLDS[:2], "fingerprint": "abc124"}.get(field, {"x": 1})
+    (verified_run_dir / "run.json").write_text(json.dumps(info))
+    with pytest.raises(EvaluationError, match=rf"field '{field}' is not what train.py wrote"):
+        summarize(verified_run_dir)
+
+
+def test_class_order_must_follow_the_probability_columns(run_dir):
+    info = json.loads((run_dir / "run.json").read_text())
+    info["classes"] = CLASSES[::-1]
+    (run_dir / "run.json").write_text(json.dumps(info))
+    with pytest.raises(EvaluationError, match=r"do not follow run.json's 'classes'"):
+        summarize(run_dir)
 
 
 def test_write_fold_predictions_round_trip_and_atomic(tmp_path):

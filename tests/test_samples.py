@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from datamodules.readers.synthetic import SyntheticConfig, synthetic_samples
-from datamodules.samples import FrameFolder, Sample, SampleError, check_unique_ids, validate_sample
+from datamodules.samples import (
+    FrameFolder,
+    FrameReadError,
+    Sample,
+    SampleError,
+    check_unique_ids,
+    validate_sample,
+)
 
 
 def _folder_sample(tmp_path: Path, numbers=(10, 11, 12, 13)) -> Sample:
@@ -42,7 +49,7 @@ def test_frame_folder_reads_by_frame_number(tmp_path):
 def test_missing_frame_file_is_named(tmp_path):
     s = _folder_sample(tmp_path)
     (tmp_path / "img12.jpg").unlink()
-    with pytest.raises(FileNotFoundError, match="missing frame file: .*img12.jpg"):
+    with pytest.raises(FrameReadError, match="missing frame file: .*img12.jpg"):
         s.frames.read(12)
 
 
@@ -83,3 +90,10 @@ def test_duplicate_ids():
     s = synthetic_samples(SyntheticConfig(num_subjects=1, clips_per_subject=1))[0]
     with pytest.raises(SampleError, match="duplicate sample_id"):
         check_unique_ids([s, s])
+
+
+def test_empty_frame_file_is_named_as_empty(tmp_path):
+    s = _folder_sample(tmp_path)
+    (tmp_path / "img11.jpg").write_bytes(b"")
+    with pytest.raises(FrameReadError, match=r"unreadable image \(empty file\).*img11.jpg"):
+        s.frames.read(11)

@@ -2,15 +2,16 @@
 
 Each fold is seeded with `seed + fold index` before anything random is built, so a fold's result does not
 depend on which folds ran before it in the same process: a run resumed after a crash pools to exactly the
-numbers an uninterrupted run gives. Predictions are written atomically when a fold finishes; a rerun into
-the same run directory skips those folds.
+numbers an uninterrupted run gives. Predictions are written atomically when a fold finishes, with a record
+of what made them; a rerun into the same run directory skips the folds whose file and record agree with
+this experiment and trains again any other (a file that lost rows, a torn file, one without its record).
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import pandas as pd
 
 from datamodules.datamodule import FeatureSet, MERDataModule
 from datamodules.protocols import Fold
-from evaluation.predictions import finished_folds, write_fold_predictions
+from evaluation.predictions import fold_path, fold_problem, write_fold_predictions
+from training.interrupt import RunInterrupted
 from training.loggers import close_loggers
 
 log = logging.getLogger(__name__)
@@ -89,8 +91,10 @@ def train_fold(
     build: FoldFactories,
     seed: int,
     bar=None,
+    identity: Mapping | None = None,
 ) -> pd.DataFrame:
     fold = folds[k]
+    log.info("fold %s (%d of %d): training", fold.name, k + 1, len(folds))
     L.seed_everything(seed + k, workers=True, verbose=False)
     datamodule = build.datamodule(k)
     datamodule.setup("fit")
@@ -102,11 +106,42 @@ def train_fold(
         trainer.fit(model, datamodule=datamodule)
         trainer.test(model, datamodule=datamodule, verbose=False)
         frame = fold_predictions(features, fold, model.test_predictions)
-        write_fold_predictions(run_dir, k, frame)
+        fold_identity = None if identity is None else {**identity, **_fold_entry(fold)}
+        write_fold_predictions(run_dir, k, frame, fold_identity)
         failed = False
         return frame
+    except RunInterrupted as stop:
+        stop.fold = stop.fold or fold.name
+        raise
     finally:
         close_loggers(loggers, failed=failed)
+
+
+def _fold_entry(fold: Fold) -> dict:
+    return {"name": fold.name, "test_subjects": sorted(fold.test_subjects)}
+
+
+def trusted_folds(
+    run_dir: Path, folds: Sequence[Fold], identity: Mapping | None, wanted: Sequence[int]
+) -> tuple[set[int], dict[int, str]]:
+    """(finished folds to skip, {fold: why its file cannot be trusted}) among `wanted`.
+
+    identity: run_identity of the run (rundir.run_identity); None trusts any predictions file (the
+    behaviour before fold records, for callers without a run.json).
+    """
+    done: set[int] = set()
+    untrusted: dict[int, str] = {}
+    for k in wanted:
+        if not fold_path(run_dir, k).is_file():
+            continue
+        problem = (
+            None if identity is None else fold_problem(run_dir, k, {**identity, **_fold_entry(folds[k])})
+        )
+        if problem is None:
+            done.add(k)
+        else:
+            untrusted[k] = problem
+    return done, untrusted
 
 
 def train_folds(
@@ -117,8 +152,13 @@ def train_folds(
     seed: int = 0,
     only: Sequence[int] | None = None,
     progress: bool = True,
+    identity: Mapping | None = None,
 ) -> list[int]:
-    """Train the folds not yet finished in `run_dir` (all, or those in `only`). Returns the folds trained."""
+    """Train the folds not yet finished in `run_dir` (all, or those in `only`). Returns the folds trained.
+
+    identity: the run's identity (training.rundir.run_identity), written into each fold's record and
+    checked against the records of the folds already there; a fold whose file does not match is retrained.
+    """
     from tqdm.auto import tqdm
 
     run_dir = Path(run_dir)
@@ -126,7 +166,9 @@ def train_folds(
     for k in wanted:
         if not 0 <= k < len(folds):
             raise ValueError(f"fold {k} does not exist: this protocol has folds 0..{len(folds) - 1}")
-    done = finished_folds(run_dir)
+    done, untrusted = trusted_folds(run_dir, folds, identity, wanted)
+    for k, problem in untrusted.items():
+        log.warning("fold %s is trained again: %s", folds[k].name, problem)
     todo = [k for k in wanted if k not in done]
     if len(todo) < len(wanted):
         log.info(
@@ -147,7 +189,7 @@ def train_folds(
     )
     try:
         for k in todo:
-            train_fold(features, folds, k, run_dir, build, seed, bar)
+            train_fold(features, folds, k, run_dir, build, seed, bar, identity)
             bar.update(1)
     finally:
         bar.close()

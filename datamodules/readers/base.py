@@ -180,15 +180,36 @@ def is_blank(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
 
 
+def whole_number(value: object) -> int:
+    """A cell holding a whole number (`12`, `12.0`, `-1`) -> int; anything else raises ValueError."""
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ValueError(f"not a frame number: {value!r}") from None
+    if not math.isfinite(number) or number != int(number):
+        raise ValueError(f"not a frame number: {value!r}")
+    return int(number)
+
+
 def frame_cell(value: object, missing: Sequence[str] = ()) -> int | None:
     """A frame-number cell -> int. Blank, a marker in `missing` (CASME II `/`) or a negative number (SAMM's
     -1) -> None, meaning "not annotated"; anything else that is not a whole number raises ValueError."""
     if is_blank(value) or str(value).strip() in missing:
         return None
-    number = float(str(value).strip())
-    if not math.isfinite(number) or number != int(number):
-        raise ValueError(f"not a frame number: {value!r}")
-    return None if number < 0 else int(number)
+    number = whole_number(value)
+    return None if number < 0 else number
+
+
+def bound_cell(value: object, name: str, missing: Sequence[str] = ()) -> int | None:
+    """An onset or offset cell -> int, or None when blank (or a marker in `missing`). Unlike an apex's, a
+    negative onset/offset is no "not annotated" marker but a wrong number: ValueError `onset -5 is negative`.
+    """
+    if is_blank(value) or str(value).strip() in missing:
+        return None
+    number = whole_number(value)
+    if number < 0:
+        raise ValueError(f"{name} {number} is negative")
+    return number
 
 
 def find_label_file(root: Path, patterns: Sequence[str], what: str, option: str) -> Path:
@@ -229,9 +250,9 @@ def sample_from_row(
     """The steps every spreadsheet reader shares: frame cells, AU cell, the clip folder, fitting the
     annotation to the frames on disk, validation. Each quirk is repaired or dropped through `report`."""
     try:
-        onset, apex, offset = (
-            frame_cell(c, missing_apex) for c in (row.onset_cell, row.apex_cell, row.offset_cell)
-        )
+        onset = bound_cell(row.onset_cell, "onset", missing_apex)
+        apex = frame_cell(row.apex_cell, missing_apex)
+        offset = bound_cell(row.offset_cell, "offset", missing_apex)
         if onset is None or offset is None:
             raise ValueError("onset or offset frame missing")
     except ValueError as err:
