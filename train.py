@@ -55,30 +55,61 @@ def result_settings(cfg: DictConfig) -> dict:
     return _result_settings(OmegaConf.to_container(cfg, resolve=True))
 
 
-class RunLog:
-    """`train.log` of the claimed run directory: the log records, the results table and any error line.
+class _Buffer(logging.Handler):
+    """Holds the records logged before the run directory is claimed, to be written once it is."""
 
-    Opened only once the run directory is claimed: a refused run appends nothing to another run's log.
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+class RunLog:
+    """`train.log` of the claimed run directory: what the console shows, less the progress bars (every log
+    record from the start of the run, the results table, any error line and the `run dir:` line).
+
+    Records are held in memory until `open` (the claim): a refused run appends nothing to another run's log.
     """
 
     def __init__(self) -> None:
         self.handlers: list[logging.Handler] = []
+        self.buffer = _Buffer()
+        logging.getLogger().addHandler(self.buffer)
+        console.addHandler(self.buffer)
 
     def open(self, run_dir: Path) -> None:
         if self.handlers:
             return
-        records = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+        from utils.atomic import WriteError
+
+        path = run_dir / "train.log"
+        try:
+            records = logging.FileHandler(path, encoding="utf-8")
+            lines = logging.FileHandler(path, encoding="utf-8")
+        except OSError as err:
+            raise WriteError(err.errno, err.strerror or str(err), str(path), "run log") from err
         records.setFormatter(logging.Formatter(LOG_FORMAT))
-        lines = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
         lines.setFormatter(logging.Formatter("%(message)s"))
+        self._detach(self.buffer)
+        for record in self.buffer.records:
+            # Only records that passed the level of their logger reached the buffer; write them as the
+            # console showed them.
+            (lines if record.name == console.name else records).handle(record)
+        self.buffer.records.clear()
         logging.getLogger().addHandler(records)
         console.addHandler(lines)
         self.handlers = [records, lines]
 
+    def _detach(self, handler: logging.Handler) -> None:
+        logging.getLogger().removeHandler(handler)
+        console.removeHandler(handler)
+
     def close(self) -> None:
+        self._detach(self.buffer)
         for handler in self.handlers:
-            logging.getLogger().removeHandler(handler)
-            console.removeHandler(handler)
+            self._detach(handler)
             handler.close()
         self.handlers = []
 
@@ -107,12 +138,19 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
     resolved = OmegaConf.to_container(cfg, resolve=True)
     check_settings(resolved)
     settings = _result_settings(resolved)
+    from training.rundir import check_run_dir
+
+    check_run_dir(cfg.run_dir, settings)  # another experiment's directory is refused before any work
 
     from hydra.utils import instantiate
 
+    from datamodules.protocols import label_map, make_folds
+
+    labels = label_map(cfg.data.label_map)
+    read = instantiate(cfg.data.reader)  # a datamodules.readers.base.ReadResult
+    # Heavy imports (Lightning, torch, OpenCV) only once the data could be read: a wrong path is quick.
     from datamodules.augment import FlowAugment
     from datamodules.datamodule import MERDataModule, build_feature_set
-    from datamodules.protocols import label_map, make_folds
     from evaluation.reports import format_table, write_reports
     from models.classifier import MERClassifier
     from preprocessing.cache import sample_key
@@ -120,8 +158,6 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
     from training.loop import FoldFactories, quiet_lightning, train_folds
     from training.rundir import data_records, experiment_identity, prepare_run_dir
 
-    labels = label_map(cfg.data.label_map)
-    read = instantiate(cfg.data.reader)  # a datamodules.readers.base.ReadResult
     samples = read.samples
     if read.report.repairs or read.report.drops:
         log.info(

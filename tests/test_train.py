@@ -32,10 +32,16 @@ def _compose(overrides: list[str]):
         return compose("train", overrides=overrides)
 
 
+def _cache(tmp_path: Path) -> Path:
+    """A feature cache shared by this session's tests (pytest's base temp folder): the TINY database's
+    features are computed once, not once per test. Nothing here tests the cache itself."""
+    return tmp_path.parent / "shared-feature-cache"
+
+
 def _run(tmp_path: Path, run_dir: Path, extra: list[str] = ()) -> dict:
     import train
 
-    cfg = _compose([*TINY, f"run_dir={run_dir}", f"cache_dir={tmp_path / 'cache'}", *extra])
+    cfg = _compose([*TINY, f"run_dir={run_dir}", f"cache_dir={_cache(tmp_path)}", *extra])
     train.run(cfg)
     return json.loads((run_dir / "summary.json").read_text())
 
@@ -52,7 +58,7 @@ def test_cli_train_then_evaluate_writes_every_report(tmp_path):
         "logger=csv",
         "progress=false",
         f"run_dir={run_dir}",
-        f"cache_dir={tmp_path / 'cache'}",
+        f"cache_dir={_cache(tmp_path)}",
     ]
     out = subprocess.run(
         [sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
@@ -75,6 +81,7 @@ def test_cli_train_then_evaluate_writes_every_report(tmp_path):
     assert set(summary["per_source"]) == {"synthetic"}
     # train.log is the console log: the log records, the results table and the last line.
     log = (run_dir / "train.log").read_text()
+    assert "synthetic: 6 samples" in log  # logged before the claim, held back until it
     assert "fold synthetic/s01 (1 of 2): training" in log and "folds: 2/2 done" in log
     assert log.rstrip().endswith(f"run dir: {run_dir}")
     assert "lr: 0.001" in (run_dir / ".hydra" / "config.yaml").read_text()
@@ -311,9 +318,13 @@ def test_cli_user_errors_are_one_line_with_status_2(tmp_path):
     assert not run_dir.exists()
     run_dir.mkdir()
     (run_dir / "run.json").write_text("{broken")
-    out = _cli([*TINY, f"run_dir={run_dir}", f"cache_dir={tmp_path / 'cache'}"])
+    out = _cli([*TINY, f"run_dir={run_dir}", f"cache_dir={_cache(tmp_path)}"])
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1].startswith(f"error: {run_dir / 'run.json'} is unreadable")
+    assert out.stderr.strip().splitlines() == [
+        f"error: {run_dir} is not a MERLin run directory: {run_dir / 'run.json'} is unreadable "
+        "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); "
+        "remove it or use another run_dir"
+    ]
     out = _cli([], script="evaluate.py")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
@@ -339,7 +350,7 @@ def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 60
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_killed_run_looks_killed(tmp_path, signum, status):
     run_dir = tmp_path / "run"
-    args = [*TINY, "trainer.max_epochs=100000", f"run_dir={run_dir}", f"cache_dir={tmp_path / 'cache'}"]
+    args = [*TINY, "trainer.max_epochs=100000", f"run_dir={run_dir}", f"cache_dir={_cache(tmp_path)}"]
     env = {**os.environ, "WANDB_MODE": "disabled"}
     proc = subprocess.Popen(
         [sys.executable, "train.py", *args],
@@ -364,3 +375,18 @@ def test_a_killed_run_looks_killed(tmp_path, signum, status):
     assert stdout.strip().splitlines()[-1] == f"run dir: {run_dir}"
     assert not (run_dir / "predictions" / "fold_000.csv").exists()  # the fold in flight is not written
     assert f"interrupted by {name}" in (run_dir / "train.log").read_text()
+
+
+def test_read_only_run_directory_is_named(tmp_path):
+    from utils.atomic import WriteError
+
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(mount)]
+    if subprocess.run(command, capture_output=True).returncode != 0:
+        pytest.skip("mounting a read-only tmpfs is not permitted here")
+    try:
+        with pytest.raises(WriteError, match=r"cannot write .*ro/run/run.json \(run record\): Read-only"):
+            _run(tmp_path, mount / "run", ["fold=0"])
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,6 +161,7 @@ def train_folds(
     checked against the records of the folds already there; a fold whose file does not match is retrained.
     """
     from tqdm.auto import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     run_dir = Path(run_dir)
     wanted = list(range(len(folds))) if only is None else list(only)
@@ -187,10 +189,13 @@ def train_folds(
         disable=not progress,
         dynamic_ncols=True,
     )
+    # Console log lines (a fold starting, a warning) are printed above the bar instead of through it.
+    redirect = logging_redirect_tqdm() if progress else nullcontext()
     try:
-        for k in todo:
-            train_fold(features, folds, k, run_dir, build, seed, bar, identity)
-            bar.update(1)
+        with redirect:
+            for k in todo:
+                train_fold(features, folds, k, run_dir, build, seed, bar, identity)
+                bar.update(1)
     finally:
         bar.close()
     return todo

@@ -181,6 +181,34 @@ def _refuse_other_experiment(run_dir: Path, old: Mapping, new: Mapping) -> None:
         )
 
 
+def check_run_dir(run_dir: str | Path, settings: Mapping) -> dict | None:
+    """What can be checked before any data is read: `run_dir` is a directory (or absent), its run.json
+    (if any) is readable, of this format and of these settings. Returns that run.json, or None.
+
+    train.py calls this first, so a run into another experiment's directory is refused in a second, not
+    after computing features; `prepare_run_dir` calls it again and checks the rest (classes, folds, data).
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"run_dir {run_dir} is a file, not a directory")
+    info_path = run_dir / "run.json"
+    if not info_path.exists():
+        return None
+    try:
+        old = read_run_info(run_dir)
+    except (OSError, EvaluationError) as err:
+        raise RunDirError(f"{err}; remove it or use another run_dir") from err
+    if "format" not in old:
+        raise RunDirError(
+            f"run directory {run_dir} was made by an earlier MERLin whose fold files carry no records, "
+            "so they cannot be checked against this experiment; use a new run_dir "
+            f"(python evaluate.py run_dir={run_dir} still reports it)"
+        )
+    if old.get("fingerprint") != fingerprint(settings):
+        _refuse_other_experiment(run_dir, old, {"fingerprint": fingerprint(settings), "settings": settings})
+    return old
+
+
 def prepare_run_dir(
     run_dir: str | Path,
     experiment: str,
@@ -196,25 +224,13 @@ def prepare_run_dir(
     Raises RunDirError, naming what differs, for a directory of another experiment, and leaves it as it is.
     """
     run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"run_dir {run_dir} is a file, not a directory")
-    info_path = run_dir / "run.json"
     info = _new_info(experiment, settings, classes, folds, data)
-    if info_path.exists():
-        try:
-            old = read_run_info(run_dir)
-        except (OSError, EvaluationError) as err:
-            raise RunDirError(f"{info_path} is unreadable ({err}); remove it or use another run_dir") from err
-        if "format" not in old:
-            raise RunDirError(
-                f"run directory {run_dir} was made by an earlier MERLin whose fold files carry no records, "
-                "so they cannot be checked against this experiment; use a new run_dir "
-                f"(python evaluate.py run_dir={run_dir} still reports it)"
-            )
+    old = check_run_dir(run_dir, settings)
+    if old is not None:
         _refuse_other_experiment(run_dir, old, info)
         return run_dir
     _adopt_orphaned_folds(run_dir, info)
-    atomic_write_json(info_path, info, what="run record")
+    atomic_write_json(run_dir / "run.json", info, what="run record")
     return run_dir
 
 
