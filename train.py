@@ -28,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from training.settings import check_fold, check_settings  # noqa: E402
+from training.settings import SettingError, check_fold, check_settings  # noqa: E402
 from training.settings import result_settings as _result_settings  # noqa: E402
 
 log = logging.getLogger("merlin.train")
@@ -168,15 +168,18 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
             len(read.report.drops),
             cfg.data.name,
         )
-    spec = instantiate(cfg.features)
+    specs = feature_specs(cfg, instantiate)
+    consumed = model_inputs(cfg, specs)
+    action_units = cfg.datamodule.get("action_units")
     features = build_feature_set(
         samples,
         labels,
-        spec,
+        specs,
         cache_dir=cfg.cache_dir,
         progress=cfg.progress,
         workers=cfg.feature_workers,
         strict=bool(cfg.data.get("strict", False)),
+        action_units=None if action_units is None else list(action_units),
     )
     for exclusion in features.exclusions:
         log.debug("excluded %s: %s", exclusion.sample_id, exclusion.reason)
@@ -192,11 +195,23 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
         labels.name,
         len(set(features.subjects)),
         len(folds),
-        "x".join(str(s) for s in features.x.shape[1:]),
+        features.shapes(),
     )
     flat_config = OmegaConf.to_container(cfg, resolve=True)
     dm_cfg = cfg.datamodule
-    augment = FlowAugment(spec.channels, **dm_cfg.augment)
+    augments = {name: FlowAugment(spec.channels, **dm_cfg.augment) for name, spec in specs.items()}
+    augment = {name: a if a.active else None for name, a in augments.items()}
+    normalize = (
+        OmegaConf.to_container(dm_cfg.normalize)
+        if OmegaConf.is_config(dm_cfg.normalize)
+        else dm_cfg.normalize
+    )
+    standardize = (
+        OmegaConf.to_container(dm_cfg.standardize)
+        if OmegaConf.is_config(dm_cfg.standardize)
+        else dm_cfg.standardize
+    )
+    in_chans = [len(specs[name].channels) for name in consumed]
 
     def datamodule(k: int) -> MERDataModule:
         return MERDataModule(
@@ -204,18 +219,21 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
             folds,
             k,
             batch_size=dm_cfg.batch_size,
-            normalize=dm_cfg.normalize,
-            standardize=dm_cfg.standardize,
-            augment=augment if augment.active else None,
+            normalize=normalize,
+            standardize=standardize,
+            augment=augment,
             num_workers=dm_cfg.num_workers,
             seed=cfg.seed + k,
         )
 
     def model(dm: MERDataModule) -> MERClassifier:
-        net = instantiate(cfg.model.net, num_classes=len(features.classes), in_chans=len(spec.channels))
+        # A network of one input gets its channel count; one of several inputs gets one count per input.
+        chans = in_chans[0] if len(in_chans) == 1 else tuple(in_chans)
+        net = instantiate(cfg.model.net, num_classes=len(features.classes), in_chans=chans)
         loss = instantiate(cfg.model.loss)(class_counts=dm.train_class_counts)
         scheduler = instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None
-        return MERClassifier(net, loss, instantiate(cfg.model.optimizer), scheduler, features.classes)
+        optimizer = instantiate(cfg.model.optimizer)
+        return MERClassifier(net, loss, optimizer, scheduler, features.classes, inputs=consumed)
 
     run_dir = Path(cfg.run_dir)
     run_name = f"{cfg.experiment_name}-{run_dir.name}"
@@ -246,9 +264,14 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
 
     by_id = {s.sample_id: s for s in samples}
     kept = [by_id[i] for i in features.sample_ids]
-    spec_key = spec.key()
+    spec_keys = {name: spec.key() for name, spec in specs.items()}
+
+    def feature_key(sample) -> str:
+        keys = {name: sample_key(key, sample) for name, key in spec_keys.items()}
+        return keys["x"] if list(keys) == ["x"] else ";".join(f"{n}={k}" for n, k in keys.items())
+
     records = data_records(
-        kept, [features.classes[int(y)] for y in features.y], [sample_key(spec_key, s) for s in kept]
+        kept, [features.classes[int(y)] for y in features.y], [feature_key(s) for s in kept]
     )
     prepare_run_dir(run_dir, cfg.experiment_name, settings, features.classes, folds, records)
     run_log.open(run_dir)
@@ -279,6 +302,29 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
         )
     run_log.say(format_table(summary))
     return run_dir
+
+
+def feature_specs(cfg: DictConfig, instantiate) -> dict:
+    """{input name: FeatureSpec}: the features config is one spec (the single input "x") or `inputs:` with
+    one spec per named input."""
+    if "inputs" in cfg.features:
+        if "_target_" in cfg.features:
+            raise SettingError("features", "...", "give either one spec (_target_) or named inputs (inputs:)")
+        return {str(name): instantiate(node) for name, node in cfg.features.inputs.items()}
+    return {"x": instantiate(cfg.features)}
+
+
+def model_inputs(cfg: DictConfig, specs: dict) -> tuple[str, ...]:
+    """The named inputs the network consumes (`model.inputs`, default the single input x), checked."""
+    names = tuple(str(n) for n in (cfg.model.get("inputs") or ["x"]))
+    missing = [n for n in names if n not in specs]
+    if missing:
+        raise SettingError(
+            "model.inputs",
+            list(names),
+            f"the features config has no input {missing[0]!r} (it has {sorted(specs)})",
+        )
+    return names
 
 
 def write_hydra_files(cfg: DictConfig, run_dir: Path) -> None:

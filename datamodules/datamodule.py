@@ -11,53 +11,126 @@ Nothing learned from data (normalisation statistics, class counts for weighting)
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import lightning.pytorch as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from datamodules.au_targets import au_list, au_targets
 from datamodules.augment import FlowAugment
 from datamodules.protocols import Fold, LabelMap, split_indices
 from datamodules.samples import Sample, check_unique_ids, validate_sample
 
 log = logging.getLogger(__name__)
 
-NORMALIZATIONS = ("minmax", "none")
+NORMALIZATIONS = ("minmax", "none", "flow_image")
 STANDARDIZATIONS = ("none", "channel", "zero_center")
 # The augmentation stream is seeded with `seed + AUGMENT_SEED_OFFSET` (mod 2**64): derived from the fold's
 # seed, but distinct from the shuffling stream and from every other fold's seed (folds use seed + k).
 AUGMENT_SEED_OFFSET = 0x9E3779B97F4A7C15
 
 
-@dataclass
+# The name of the input of a single-input experiment: its batches carry it as batch["x"], as always.
+SINGLE_INPUT = "x"
+
+
 class FeatureSet:
-    """Every sample's features and labels for one experiment. x: (N, C, H, W) float32, raw units."""
+    """Every sample's inputs, labels and (optionally) action-unit targets for one experiment.
 
-    x: torch.Tensor
-    y: torch.Tensor  # (N,) int64 class indices
-    sample_ids: list[str]
-    subjects: list[str]
-    datasets: list[str]
-    clips: list[str]
-    classes: tuple[str, ...]
-    channels: tuple[str, ...]
-    exclusions: list = field(default_factory=list)  # protocols.Exclusion of samples the label map dropped
-    # (sample_id, reason naming the file) of samples left out because a frame could not be read (lenient mode)
-    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    inputs: {name: (N, C, H, W) float32 in raw units} (part 2's sequences are (N, T, C, H, W)), one per
+        named input of the features config; a single-input experiment has the one input "x", which
+        `FeatureSet(x=..., channels=(...))` builds as before named inputs existed.
+    channels: {name: channel names of that input}.
+    au / au_mask: (N, A) float32 targets and bool mask (True: known) over `au_names`, or None.
+    An input may also be a NumPy array (e.g. a memory-mapped cache of inputs too large for memory): rows
+    are taken with `take`, so only a batch is ever read.
+    """
 
-    def __post_init__(self) -> None:
-        n = self.x.shape[0]
-        for name in ("y", "sample_ids", "subjects", "datasets", "clips"):
+    def __init__(
+        self,
+        y: torch.Tensor,
+        sample_ids: list[str],
+        subjects: list[str],
+        datasets: list[str],
+        clips: list[str],
+        classes: tuple[str, ...],
+        channels: Mapping[str, Sequence[str]] | Sequence[str],
+        x: torch.Tensor | None = None,
+        inputs: Mapping[str, torch.Tensor] | None = None,
+        exclusions: list | None = None,
+        unreadable: list[tuple[str, str]] | None = None,
+        au: torch.Tensor | None = None,
+        au_mask: torch.Tensor | None = None,
+        au_names: Sequence[str] = (),
+    ) -> None:
+        if (x is None) == (inputs is None):
+            raise ValueError("give FeatureSet either x (one input) or inputs (named inputs)")
+        if inputs is None:
+            inputs = {SINGLE_INPUT: x}
+            channels = {SINGLE_INPUT: tuple(channels)}
+        if not isinstance(channels, Mapping) or set(channels) != set(inputs):
+            raise ValueError(f"channels must name the channels of each input {sorted(inputs)}")
+        self.inputs = dict(inputs)
+        self.channels = {name: tuple(channels[name]) for name in self.inputs}
+        self.y = y
+        self.sample_ids, self.subjects, self.datasets, self.clips = sample_ids, subjects, datasets, clips
+        self.classes = tuple(classes)
+        self.exclusions = list(exclusions or [])  # protocols.Exclusion of samples the label map dropped
+        # (sample_id, reason naming the file) of samples left out because a frame could not be read
+        self.unreadable = list(unreadable or [])
+        self.au, self.au_mask, self.au_names = au, au_mask, tuple(au_names)
+        n = len(y)
+        for name in ("sample_ids", "subjects", "datasets", "clips"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"FeatureSet.{name} has {len(getattr(self, name))} entries for {n} samples")
-        if self.x.ndim != 4 or self.x.shape[1] != len(self.channels):
-            raise ValueError(f"features of shape {tuple(self.x.shape)} do not match channels {self.channels}")
+        for name, array in self.inputs.items():
+            if array.shape[0] != n or array.ndim not in (4, 5) or array.shape[-3] != len(self.channels[name]):
+                raise ValueError(
+                    f"input {name!r} of shape {tuple(array.shape)} does not match {n} samples of channels "
+                    f"{self.channels[name]} ((N, C, H, W) or (N, T, C, H, W))"
+                )
+        if (au is None) != (au_mask is None) or (au is not None and au.shape != (n, len(self.au_names))):
+            raise ValueError(f"au and au_mask must both be (N, A) = ({n}, {len(self.au_names)}) or both None")
+
+    @property
+    def x(self) -> torch.Tensor:
+        """The input of a single-input experiment."""
+        if SINGLE_INPUT not in self.inputs:
+            raise AttributeError(f"this experiment has named inputs {sorted(self.inputs)}, not a single x")
+        return self.inputs[SINGLE_INPUT]
+
+    @x.setter
+    def x(self, value: torch.Tensor) -> None:
+        self.inputs[SINGLE_INPUT] = value
 
     def __len__(self) -> int:
-        return self.x.shape[0]
+        return len(self.y)
+
+    def shapes(self) -> str:
+        """`3x28x28` (single input) or `flow 3x227x227, strain 1x227x227`, for logs."""
+        parts = {name: "x".join(str(s) for s in a.shape[1:]) for name, a in self.inputs.items()}
+        if list(parts) == [SINGLE_INPUT]:
+            return parts[SINGLE_INPUT]
+        return ", ".join(f"{name} {shape}" for name, shape in parts.items())
+
+
+def take(array, rows: torch.Tensor) -> torch.Tensor:
+    """Rows of an input held as a tensor or as a (memory-mapped) NumPy array, as a tensor."""
+    if isinstance(array, torch.Tensor):
+        return array[rows]
+    return torch.from_numpy(np.ascontiguousarray(array[rows.numpy()]))
+
+
+def feature_specs(spec) -> dict:
+    """{input name: FeatureSpec} of a features config: one spec is the single input "x"."""
+    if isinstance(spec, Mapping):
+        if not spec:
+            raise ValueError("the features config names no inputs")
+        return dict(spec)
+    return {SINGLE_INPUT: spec}
 
 
 def build_feature_set(
@@ -68,15 +141,20 @@ def build_feature_set(
     progress: bool = True,
     workers: int = 0,
     strict: bool = False,
+    action_units: Sequence[str] | None = None,
 ) -> FeatureSet:
-    """Validate samples, map their labels, and compute (or read cached) features for all of them.
+    """Validate samples, map their labels, and compute (or read cached) every input of every sample.
 
+    spec: one FeatureSpec (the single input "x") or {input name: FeatureSpec}; each input has its own cache
+    entries. action_units: an AU list (`["1", "2", "4", ...]`): AU targets and masks from each sample's AU
+    codes (datamodules.au_targets); None: no AU targets.
     A sample whose frames cannot be read (missing, empty or undecodable file) is left out with the reason
     in `FeatureSet.unreadable`, as the readers' lenient mode drops what it cannot use; with `strict=True`
     it is an error naming the file (datamodules.samples.FrameReadError).
     """
     from preprocessing.cache import FeatureCache, cached_features  # deferred: heavy imports
 
+    specs = feature_specs(spec)
     check_unique_ids(samples)
     for sample in samples:
         validate_sample(sample)
@@ -84,32 +162,55 @@ def build_feature_set(
     if not kept:
         raise ValueError(f"no samples left after the {labels.name} label map ({len(excluded)} excluded)")
     cache = FeatureCache(cache_dir) if cache_dir is not None else None
-    unreadable: list[tuple[int, str]] | None = None if strict else []
-    x = cached_features(kept, spec, cache=cache, progress=progress, workers=workers, unreadable=unreadable)
-    if unreadable:
-        bad = {index for index, _ in unreadable}
-        keep = [i for i in range(len(kept)) if i not in bad]
+    arrays: dict[str, np.ndarray] = {}
+    failed: dict[int, str] = {}
+    for name, input_spec in specs.items():
+        unreadable: list[tuple[int, str]] | None = None if strict else []
+        arrays[name] = cached_features(
+            kept, input_spec, cache=cache, progress=progress, workers=workers, unreadable=unreadable
+        )
+        for index, message in unreadable or []:
+            failed.setdefault(index, message)
+    if failed:
+        keep = [i for i in range(len(kept)) if i not in failed]
         if not keep:
             raise ValueError(f"no samples left: the frames of all {len(kept)} samples are unreadable")
-        x, kept, y = x[keep], [kept[i] for i in keep], [y[i] for i in keep]
+        arrays = {name: a[keep] for name, a in arrays.items()}
+        dropped = [failed[i] for i in sorted(failed)]
+        kept, y = [kept[i] for i in keep], [y[i] for i in keep]
+    else:
+        dropped = []
+    au = au_mask = None
+    if action_units is not None:
+        targets, mask = au_targets([s.action_units for s in kept], action_units)
+        au, au_mask = torch.from_numpy(targets), torch.from_numpy(mask)
     return FeatureSet(
-        x=torch.from_numpy(x),
+        inputs={name: torch.from_numpy(a) for name, a in arrays.items()},
+        channels={name: tuple(s.channels) for name, s in specs.items()},
         y=torch.tensor(y, dtype=torch.long),
         sample_ids=[s.sample_id for s in kept],
         subjects=[s.subject for s in kept],
         datasets=[s.dataset for s in kept],
         clips=[s.clip for s in kept],
         classes=labels.classes,
-        channels=tuple(spec.channels),
         exclusions=excluded,
-        unreadable=[(message.split(":", 1)[0], message) for _, message in unreadable or []],
+        unreadable=[(message.split(":", 1)[0], message) for message in dropped],
+        au=au,
+        au_mask=au_mask,
+        au_names=au_list(action_units) if action_units is not None else (),
     )
 
 
 def normalize_per_sample(x: torch.Tensor, method: str) -> torch.Tensor:
-    """Per sample and channel: "minmax" maps each map to [0, 1] (STSTNet's norm_u_v_os); "none" keeps it."""
+    """Per sample and channel over the last two (spatial) axes:
+    "minmax" maps each map to [0, 1] (STSTNet's norm_u_v_os); "none" keeps raw units;
+    "flow_image" is the field's flow-image convention (ELRCN/DSSN `output_flo.m`) for a (u, v, magnitude)
+    input in pixels: clip(16 * value + 128, 0, 255) / 255 per channel, a fixed scale (no statistics).
+    """
     if method == "none":
         return x
+    if method == "flow_image":
+        return (16.0 * x + 128.0).clamp(0.0, 255.0) / 255.0
     if method != "minmax":
         raise ValueError(f"unknown normalize {method!r}; choose from {NORMALIZATIONS}")
     lo = x.amin(dim=(-2, -1), keepdim=True)
@@ -133,16 +234,42 @@ class _FoldData(Dataset):
 
     def __getitems__(self, positions: list[int]) -> dict:
         rows = self.indices[torch.as_tensor(positions, dtype=torch.long)]
-        return {
-            "x": self.features.x[rows],
-            "y": self.features.y[rows],
-            "sample_id": [self.features.sample_ids[r] for r in rows.tolist()],
-            "index": rows,
-        }
+        batch = {name: take(array, rows) for name, array in self.features.inputs.items()}
+        batch.update(
+            y=self.features.y[rows],
+            sample_id=[self.features.sample_ids[r] for r in rows.tolist()],
+            index=rows,
+        )
+        if self.features.au is not None:
+            batch.update(au=self.features.au[rows], au_mask=self.features.au_mask[rows])
+        return batch
 
 
 def _keep_batch(batch: dict) -> dict:
     return batch
+
+
+def _per_input(value, names: Sequence[str], what: str, allowed: tuple[str, ...]) -> dict[str, str]:
+    """One setting for every input (a string) or one per input (a mapping naming each input)."""
+    if isinstance(value, str):
+        out = dict.fromkeys(names, value)
+    elif isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(names))
+        missing = sorted(set(names) - set(value))
+        if unknown or missing:
+            raise ValueError(
+                f"{what} per input must name each input {list(names)} "
+                f"(unknown: {unknown or 'none'}, missing: {missing or 'none'})"
+            )
+        out = {name: str(value[name]) for name in names}
+    else:
+        raise ValueError(
+            f"{what} must be one of {allowed} or a mapping from input name to one, got {value!r}"
+        )
+    for name, method in out.items():
+        if method not in allowed:
+            raise ValueError(f"unknown {what} {method!r} for input {name!r}; choose from {allowed}")
+    return out
 
 
 class EpochShuffle(Sampler[int]):
@@ -171,7 +298,12 @@ class EpochShuffle(Sampler[int]):
 
 
 class MERDataModule(L.LightningDataModule):
-    """Train and test data of fold `fold` of `folds`; the test set is the fold's held-out subject(s)."""
+    """Train and test data of fold `fold` of `folds`; the test set is the fold's held-out subject(s).
+
+    normalize / standardize: one method for every input, or {input name: method}. augment: one FlowAugment
+    (single input) or {input name: FlowAugment or None}; every input of a sample gets the same random flip
+    and angle, so the streams of a two-stream network still show the same face.
+    """
 
     def __init__(
         self,
@@ -179,30 +311,36 @@ class MERDataModule(L.LightningDataModule):
         folds: Sequence[Fold],
         fold: int,
         batch_size: int = 256,
-        normalize: str = "minmax",
-        standardize: str = "none",
-        augment: FlowAugment | None = None,
+        normalize: str | Mapping[str, str] = "minmax",
+        standardize: str | Mapping[str, str] = "none",
+        augment: FlowAugment | Mapping[str, FlowAugment | None] | None = None,
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__()
         if not 0 <= fold < len(folds):
             raise ValueError(f"fold {fold} does not exist: this protocol has folds 0..{len(folds) - 1}")
-        if normalize not in NORMALIZATIONS:
-            raise ValueError(f"unknown normalize {normalize!r}; choose from {NORMALIZATIONS}")
-        if standardize not in STANDARDIZATIONS:
-            raise ValueError(f"unknown standardize {standardize!r}; choose from {STANDARDIZATIONS}")
+        names = list(features.inputs)
         self.features = features
         self.fold = folds[fold]
         self.batch_size = batch_size
-        self.normalize = normalize
-        self.standardize = standardize
-        self.augment = augment
+        self.normalize = _per_input(normalize, names, "normalize", NORMALIZATIONS)
+        self.standardize = _per_input(standardize, names, "standardize", STANDARDIZATIONS)
+        for name, method in self.normalize.items():
+            if method == "flow_image" and features.channels[name] != ("u", "v", "magnitude"):
+                raise ValueError(
+                    f"normalize flow_image needs the channels (u, v, magnitude) in input {name!r}, "
+                    f"which has {features.channels[name]}"
+                )
+        if augment is None or isinstance(augment, FlowAugment):
+            augment = dict.fromkeys(names, augment) if len(names) == 1 or augment is None else None
+            if augment is None:
+                raise ValueError("give one FlowAugment per named input ({name: FlowAugment})")
+        self.augment = {name: augment.get(name) for name in names}
         self.num_workers = num_workers
         self.seed = seed
         self.train_idx, self.test_idx = split_indices(features.subjects, self.fold)
-        self.mean: torch.Tensor | None = None
-        self.std: torch.Tensor | None = None
+        self.stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         # Three streams, so that nothing but the seed decides a batch: the epoch order (`_generator`, drawn
         # only by EpochShuffle), the augmentation (`_augment_generator`) and the DataLoader's own generator
         # (worker base seeds; given so that the global RNG is not consumed). Un-augmented runs shuffle
@@ -217,36 +355,66 @@ class MERDataModule(L.LightningDataModule):
         return self.features.classes
 
     @property
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(self.features.inputs)
+
+    @property
+    def mean(self) -> torch.Tensor | None:
+        """Standardisation mean of the single input (see `stats` for named inputs)."""
+        return self.stats[SINGLE_INPUT][0] if SINGLE_INPUT in self.stats else None
+
+    @property
+    def std(self) -> torch.Tensor | None:
+        return self.stats[SINGLE_INPUT][1] if SINGLE_INPUT in self.stats else None
+
+    @property
     def train_class_counts(self) -> torch.Tensor:
         """(K,) int64 samples per class in the training fold (for class-weighted losses)."""
         return torch.bincount(self.features.y[self.train_idx], minlength=len(self.classes))
 
     def setup(self, stage: str | None = None) -> None:
-        if self.mean is not None:
+        if self.stats:
             return
-        # Statistics from the training subjects only, on normalised, un-augmented features.
-        train = normalize_per_sample(self.features.x[self.train_idx], self.normalize)
-        if self.standardize == "channel":
-            self.mean = train.mean(dim=(0, 2, 3), keepdim=True)[0]
-            self.std = train.std(dim=(0, 2, 3), keepdim=True)[0].clamp_min(1e-6)
-        elif self.standardize == "zero_center":  # STSTNet's MATLAB 'zerocenter': minus the mean image
-            self.mean = train.mean(dim=0)
-            self.std = torch.ones(1)
-        else:
-            self.mean, self.std = torch.zeros(1), torch.ones(1)
+        rows = torch.as_tensor(self.train_idx, dtype=torch.long)
+        for name in self.inputs:
+            # Statistics from the training subjects only, on normalised, un-augmented features.
+            method = self.standardize[name]
+            if method == "none":
+                self.stats[name] = (torch.zeros(1), torch.ones(1))
+                continue
+            train = normalize_per_sample(take(self.features.inputs[name], rows), self.normalize[name])
+            if method == "channel":  # per channel over samples, (time) and pixels
+                dims = tuple(d for d in range(train.ndim) if d != train.ndim - 3)
+                mean = train.mean(dim=dims, keepdim=True)[0]
+                std = train.std(dim=dims, keepdim=True)[0].clamp_min(1e-6)
+            else:  # zero_center, STSTNet's MATLAB 'zerocenter': minus the mean image
+                mean, std = train.mean(dim=0), torch.ones(1)
+            self.stats[name] = (mean, std)
 
-    def transform(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        """Raw features -> network input: augment (train only), normalise per sample, standardise."""
-        if self.mean is None:
+    def transform(self, x: torch.Tensor, train: bool, name: str = SINGLE_INPUT) -> torch.Tensor:
+        """Raw input `name` -> network input: augment (train only), normalise per sample, standardise."""
+        if not self.stats:
             self.setup()
-        if train and self.augment is not None:
-            x = self.augment(x, generator=self._augment_generator)
-        x = normalize_per_sample(x, self.normalize)
-        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+        augment = self.augment[name]
+        if train and augment is not None:
+            x = augment(x, generator=self._augment_generator)
+        x = normalize_per_sample(x, self.normalize[name])
+        mean, std = self.stats[name]
+        return (x - mean.to(x.device)) / std.to(x.device)
+
+    def transform_batch(self, batch: dict, train: bool) -> dict:
+        """Every named input of a batch through `transform`, with one set of random draws for all."""
+        out = dict(batch)
+        start = self._augment_generator.get_state()
+        for name in self.inputs:
+            # Rewind so each input sees the same flips and angles; the state after the last one is kept.
+            self._augment_generator.set_state(start)
+            out[name] = self.transform(batch[name], train=train, name=name)
+        return out
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         training = self.trainer is not None and self.trainer.training
-        return {**batch, "x": self.transform(batch["x"], train=training)}
+        return self.transform_batch(batch, train=training)
 
     def _loader(self, indices: Sequence[int], shuffle: bool) -> DataLoader:
         data = _FoldData(self.features, indices)

@@ -1,7 +1,9 @@
 """MERClassifier: the supervised recipe (an injected network, a loss, an optimizer) as a LightningModule.
 
-The network is any `nn.Module` mapping (N, C, H, W) to logits; the loss takes (logits, target); the
-optimizer and optional scheduler arrive as partials and are built here with `self.parameters()`.
+The network is any `nn.Module` mapping its inputs to logits: `inputs` names the batch entries it consumes,
+in its forward-argument order (`("x",)` for a single-input network; `("stream_a", "stream_b")` for a
+two-stream one). The loss takes (logits, target); the optimizer and optional scheduler arrive as partials and
+are built here with `self.parameters()`.
 There is no validation step on purpose: the held-out subject must never choose an epoch, a checkpoint or a
 learning rate. `test_step` collects per-sample probabilities so the fold's predictions can be written out.
 """
@@ -26,8 +28,12 @@ class MERClassifier(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         class_names: Sequence[str] = (),
+        inputs: Sequence[str] = ("x",),
     ) -> None:
         super().__init__()
+        if not inputs:
+            raise ValueError("a classifier consumes at least one named input")
+        self.inputs = tuple(inputs)
         self.net = net
         self.loss = loss
         self.optimizer_factory = optimizer
@@ -37,11 +43,14 @@ class MERClassifier(L.LightningModule):
         self._test_rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.test_predictions: dict[str, np.ndarray] | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.net(*inputs)
+
+    def _logits(self, batch: dict) -> torch.Tensor:
+        return self(*(batch[name] for name in self.inputs))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        logits = self(batch["x"])
+        logits = self._logits(batch)
         loss = self.loss(logits, batch["y"])
         n = batch["y"].shape[0]
         acc = (logits.argmax(1) == batch["y"]).float().mean()
@@ -53,7 +62,7 @@ class MERClassifier(L.LightningModule):
         self._test_rows = []
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        logits = self(batch["x"])
+        logits = self._logits(batch)
         probs = torch.softmax(logits.float(), dim=1)
         self._test_rows.append((batch["index"].cpu(), batch["y"].cpu(), probs.cpu()))
 

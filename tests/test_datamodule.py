@@ -78,7 +78,11 @@ def test_minmax_per_sample_and_constant_maps():
 def test_augmentation_only_when_training():
     fs = _features()
     dm = MERDataModule(
-        fs, loso_folds(fs.subjects), fold=0, normalize="none", augment=FlowAugment(fs.channels, hflip=1.0)
+        fs,
+        loso_folds(fs.subjects),
+        fold=0,
+        normalize="none",
+        augment=FlowAugment(fs.channels["x"], hflip=1.0),
     )
     x = fs.x[4:6]
     assert torch.allclose(dm.transform(x, train=True)[:, 0], -x[:, 0].flip(-1))
@@ -125,7 +129,7 @@ def test_default_shuffle_is_the_plain_random_sampler_order_for_any_num_workers()
 def test_num_workers_do_not_change_augmented_batches():
     fs = _features(per_subject=7)
     folds = loso_folds(fs.subjects)
-    augment = FlowAugment(fs.channels, hflip=0.5, rotate_degrees=10)
+    augment = FlowAugment(fs.channels["x"], hflip=0.5, rotate_degrees=10)
     runs = [
         _train_epochs(
             MERDataModule(fs, folds, fold=1, batch_size=4, augment=augment, num_workers=w, seed=3), 3, True
@@ -162,7 +166,7 @@ def test_trainer_predictions_do_not_depend_on_num_workers():
             folds,
             0,
             batch_size=4,
-            augment=FlowAugment(fs.channels, hflip=0.5),
+            augment=FlowAugment(fs.channels["x"], hflip=0.5),
             num_workers=workers,
             seed=11,
         )
@@ -190,3 +194,85 @@ def test_trainer_predictions_do_not_depend_on_num_workers():
         return torch.as_tensor(model.test_predictions["probs"])
 
     assert torch.equal(predictions(0), predictions(2))
+
+
+# ---- named inputs and AU targets ------------------------------------------------------------------------
+
+
+def _two_inputs(per_subject: int = 4) -> FeatureSet:
+    """Inputs `flow` (u, v, magnitude at 8x8) and `strain` (1 channel at 12x12); row i of each holds i, so
+    a batch shows whether both inputs come from the same samples. The held-out subject s01 is +1000."""
+    fs = _features(per_subject)
+    n = len(fs)
+    rows = torch.arange(n, dtype=torch.float32)
+    flow = rows.view(n, 1, 1, 1).expand(n, 3, 8, 8).clone() + torch.rand(n, 3, 8, 8)
+    strain = rows.view(n, 1, 1, 1).expand(n, 1, 12, 12).clone()
+    flow[:per_subject] += 1000.0
+    strain[:per_subject] += 1000.0
+    return FeatureSet(
+        inputs={"flow": flow, "strain": strain},
+        channels={"flow": ("u", "v", "magnitude"), "strain": ("strain",)},
+        y=fs.y,
+        sample_ids=fs.sample_ids,
+        subjects=fs.subjects,
+        datasets=fs.datasets,
+        clips=fs.clips,
+        classes=fs.classes,
+        au=torch.zeros(n, 2),
+        au_mask=torch.ones(n, 2, dtype=torch.bool),
+        au_names=("4", "12"),
+    )
+
+
+def test_named_inputs_come_from_the_same_samples_with_training_fold_statistics():
+    fs = _two_inputs()
+    dm = MERDataModule(
+        fs, loso_folds(fs.subjects), fold=0, batch_size=5, normalize="none", standardize="channel"
+    )
+    dm.setup("fit")
+    for batch in dm.train_dataloader():
+        assert set(batch) >= {"flow", "strain", "y", "index", "au", "au_mask"} and "x" not in batch
+        assert batch["flow"].shape[1:] == (3, 8, 8) and batch["strain"].shape[1:] == (1, 12, 12)
+        index = batch["index"].float()
+        assert torch.equal(batch["strain"][:, 0, 0, 0], index)  # row i holds i in both inputs
+        assert torch.equal(batch["flow"][:, 0, 0, 0].floor(), index)
+    train = dm.train_idx
+    for name in ("flow", "strain"):
+        mean, _ = dm.stats[name]
+        expected = fs.inputs[name][train].mean(dim=(0, 2, 3))
+        assert torch.allclose(mean.flatten(), expected, atol=1e-4), name
+        assert mean.max() < 1000  # the held-out subject's +1000 is not in it
+
+
+def test_every_input_gets_the_same_flip():
+    fs = _two_inputs()
+    augment = {
+        "flow": FlowAugment(fs.channels["flow"], hflip=0.5),
+        "strain": FlowAugment(fs.channels["strain"], hflip=0.5),
+    }
+    # Columns hold their index, so a flip shows as a reversed first row.
+    fs.inputs["flow"] = torch.arange(8.0).expand_as(fs.inputs["flow"]).clone()
+    fs.inputs["strain"] = torch.arange(12.0).expand_as(fs.inputs["strain"]).clone()
+    dm = MERDataModule(fs, loso_folds(fs.subjects), fold=0, normalize="none", augment=augment)
+    out = dm.transform_batch({"flow": fs.inputs["flow"][4:], "strain": fs.inputs["strain"][4:]}, train=True)
+    flipped_flow = out["flow"][:, 1, 0, 0] == 7  # v channel: only moved, not negated
+    flipped_strain = out["strain"][:, 0, 0, 0] == 11
+    assert flipped_flow.any() and (~flipped_flow).any()
+    assert torch.equal(flipped_flow, flipped_strain)
+
+
+def test_flow_image_normalisation_is_the_fields_convention():
+    fs = _two_inputs()
+    dm = MERDataModule(
+        fs, loso_folds(fs.subjects), fold=0, normalize={"flow": "flow_image", "strain": "minmax"}
+    )
+    x = torch.tensor([-10.0, -1.0, 0.0, 0.5, 10.0]).view(1, 1, 1, 5).expand(1, 3, 1, 5)
+    assert torch.allclose(
+        dm.transform(x, train=False, name="flow")[0, 0, 0], torch.tensor([0, 112, 128, 136, 255]) / 255
+    )
+    with pytest.raises(ValueError, match="flow_image needs the channels"):
+        MERDataModule(
+            fs, loso_folds(fs.subjects), fold=0, normalize={"flow": "minmax", "strain": "flow_image"}
+        )
+    with pytest.raises(ValueError, match=r"normalize per input must name each input.*missing: \['strain'\]"):
+        MERDataModule(fs, loso_folds(fs.subjects), fold=0, normalize={"flow": "minmax"})
