@@ -1,8 +1,9 @@
 """The apex-flow input of most MER networks: onset→apex flow, its strain and/or frames, as a (C, H, W) array.
 
-A `FeatureSpec` says which frames, which channels, which flow and what output size; `compute_features` turns
-one `Sample` into the array, in physical units (u, v, magnitude in source pixels; strain dimensionless;
-frames grey in [0, 1]). Normalisation is the data module's job, from training-fold statistics.
+A `FeatureSpec` says which frames, which channels, which flow and what output size (and, optionally, how the
+clip's motion is magnified first); `compute_features` turns one `Sample` into the array, in physical units
+(u, v, magnitude in source pixels; strain dimensionless; frames grey in [0, 1]). Normalisation is the data
+module's job, from training-fold statistics.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datamodules.samples import Sample, SampleError
 from preprocessing.apex import spot_apex
 from preprocessing.face import FaceNotFound, face_crop_for
 from preprocessing.flow import FLOW_METHODS, flow_parameters, optical_flow, to_gray
+from preprocessing.magnify import MagnifySpec
 from preprocessing.strain import STRAIN_SCHEMES, optical_strain
 
 # Bump when compute_features changes what it produces for the same spec: every cached feature is rebuilt.
@@ -75,6 +77,9 @@ class FeatureSpec:
         preprocessing.apex ("frame_difference", "strain"), or "error".
     apex: "annotated" (the annotation's apex; `apex_fallback` where it is missing) or "spotted" (always the
         `apex_fallback` spotter, e.g. to compare with the annotation).
+    magnify: None (no magnification), or a `preprocessing.magnify.MagnifySpec` (a mapping of its fields,
+        e.g. Hydra's DictConfig, becomes one): the clip's motion is magnified before the flow, strain and
+        grey channels are taken; see `compute_features_with_info`.
     """
 
     frames: tuple[str, str] = ("onset", "apex")
@@ -87,10 +92,17 @@ class FeatureSpec:
     crop_size: tuple[int, int] | None = None
     apex_fallback: str = "middle"
     apex: str = "annotated"
+    magnify: MagnifySpec | None = None
 
     def __post_init__(self) -> None:
         # Hydra hands over ListConfig/lists; a frozen dataclass needs hashable tuples.
         set_ = object.__setattr__
+        if isinstance(self.magnify, Mapping):
+            set_(self, "magnify", MagnifySpec.from_mapping(self.magnify))
+        elif self.magnify is not None and not isinstance(self.magnify, MagnifySpec):
+            raise ValueError(
+                f"magnify must be None, a MagnifySpec or a mapping of its fields, got {self.magnify!r}"
+            )
         set_(self, "frames", tuple(self.frames))
         set_(self, "channels", tuple(self.channels))
         set_(self, "flow_params", _canonical_params(self.flow_params))
@@ -148,6 +160,8 @@ class FeatureSpec:
             record["crop"] = {"method": self.crop, "size": list(self.crop_size) if self.crop_size else None}
         if self.apex != "annotated":  # only when set, so the default spec keeps its key (and its cache)
             record["apex"] = self.apex
+        if self.magnify is not None:  # likewise: every spec without magnification keeps its key
+            record["magnify"] = self.magnify.describe()
         if self.needs_flow:
             record["flow"] = flow_parameters(self.flow_method, dict(self.flow_params))
         return record
@@ -209,12 +223,37 @@ def apex_source(sample: Sample, apex_fallback: str = "middle", apex: str = "anno
     return f"spotted:{apex_fallback}"
 
 
+def _magnified(
+    sample: Sample, magnify: MagnifySpec, read: Callable[[int], np.ndarray], wanted: list[int]
+) -> Callable[[int], np.ndarray]:
+    """A reader of the magnified (grey float32 [0, 1], after the face crop) frames numbered `wanted`.
+
+    Eulerian: the whole clip onset..offset is magnified at once, at the sample's fps (the frames present,
+    taken as consecutive): the ideal filter needs all of it, and the causal IIR / Butterworth filters give
+    the same frames either way. Lagrangian: only the onset and the frames asked for, since each magnified
+    frame is the onset warped by that frame's own flow. The apex spotters never see these frames: they
+    read the raw ones, so a spotted apex (and the frame pair) does not depend on the magnification.
+    """
+    if magnify.method == "eulerian":
+        clip = [n for n in sample.frames.frame_numbers if sample.onset <= n <= sample.offset]
+    else:
+        clip = sorted({sample.onset, *wanted})
+    try:
+        frames = magnify.apply([to_gray(read(number)) for number in clip], sample.fps)
+    except ValueError as error:
+        raise SampleError(f"{sample.sample_id}: magnifying frames {clip[0]}..{clip[-1]}: {error}") from error
+    magnified = dict(zip(clip, frames, strict=True))
+    return magnified.__getitem__
+
+
 def compute_features(sample: Sample, spec: FeatureSpec) -> np.ndarray:
     """The spec's channels for one sample: float32 (C, H, W) = (spec.num_channels, *spec.size).
 
     Flow runs from frame spec.frames[0] to spec.frames[1] at the source (or face-crop) resolution; strain is
-    taken from that flow; then every channel is resized with INTER_AREA. Units: u, v, magnitude in source
-    pixels (not rescaled by the resize), strain dimensionless, onset/apex grey in [0, 1]. Not normalised.
+    taken from that flow; then every channel is resized with INTER_AREA. With `spec.magnify`, the flow,
+    strain and grey channels are taken from the magnified clip (the apex is still found on the raw one).
+    Units: u, v, magnitude in source pixels (not rescaled by the resize), strain dimensionless, onset/apex
+    grey in [0, 1]. Not normalised.
     """
     return compute_features_with_info(sample, spec)[0]
 
@@ -249,18 +288,22 @@ def compute_features_with_info(sample: Sample, spec: FeatureSpec) -> tuple[np.nd
             numbers[name] = frame_number(sample, name, spec.apex_fallback, spec.apex, read)
         return numbers[name]
 
+    # Frame numbers first (a spotted apex is found on the raw frames, see _magnified), then the pixels.
+    pair = tuple(number_of(name) for name in spec.frames) if spec.needs_flow else ()
+    grey = {name: number_of(name) for name in ("onset", "apex") if name in spec.channels}
+    source = read if spec.magnify is None else _magnified(sample, spec.magnify, read, [*pair, *grey.values()])
+
     maps: dict[str, np.ndarray] = {}
-    if spec.needs_flow:
-        first, second = (number_of(name) for name in spec.frames)
-        u, v = optical_flow(read(first), read(second), spec.flow_method, dict(spec.flow_params))
+    if pair:
+        first, second = pair
+        u, v = optical_flow(source(first), source(second), spec.flow_method, dict(spec.flow_params))
         maps["u"], maps["v"] = u, v
         if "strain" in spec.channels:
             maps["strain"] = optical_strain(u, v, spec.strain_scheme)
         if "magnitude" in spec.channels:
             maps["magnitude"] = np.hypot(u, v)
-    for name in ("onset", "apex"):
-        if name in spec.channels:
-            maps[name] = to_gray(read(number_of(name)))
+    for name, number in grey.items():
+        maps[name] = to_gray(source(number))
 
     height, width = spec.size
     out = np.empty((spec.num_channels, height, width), dtype=np.float32)

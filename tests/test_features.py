@@ -12,6 +12,7 @@ from scipy import ndimage
 import preprocessing.features as features
 from datamodules.samples import FrameSource, Sample, SampleError
 from preprocessing.features import FeatureSpec, compute_features, compute_features_with_info
+from preprocessing.magnify import MagnifySpec
 
 STEP = (0.1, -0.05)  # px per frame (dx, dy): frame n is the first frame moved by n * STEP
 INNER = (slice(5, -5), slice(5, -5))
@@ -132,6 +133,8 @@ def test_frames_only_never_computes_flow(monkeypatch):
         ("flow_params", (("tua", 0.2),), r"'tua'.*valid parameters"),
         ("size", (28,), r"size must be \(H, W\)"),
         ("channels", ("u", "u"), r"repeat"),
+        ("magnify", {"alpha": -1}, r"magnify alpha must be >= 0"),
+        ("magnify", {"alpah": 10}, r"unknown magnify field\(s\) 'alpah'"),
     ],
 )
 def test_bad_spec_is_rejected(field, value, message):
@@ -171,6 +174,8 @@ def test_key_is_stable_and_order_free():
         ("apex_fallback", "strain"),
         ("apex", "spotted"),
         ("crop", "face"),
+        ("magnify", MagnifySpec()),
+        ("magnify", MagnifySpec(method="lagrangian")),
     ],
 )
 def test_key_changes_with_every_field(field, value):
@@ -214,6 +219,8 @@ def test_new_settings_give_distinct_keys():
         FeatureSpec(apex="spotted"),
         FeatureSpec(apex="spotted", apex_fallback="strain"),
         FeatureSpec(apex_fallback="strain"),
+        FeatureSpec(magnify={"alpha": 8}),
+        FeatureSpec(magnify={"alpha": 8, "temporal": "ideal"}),
     ]
     assert len({s.key() for s in specs}) == len(specs)
     assert FeatureSpec(crop_size=[128, 128]).crop_size == (128, 128)
