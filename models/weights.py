@@ -71,6 +71,20 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a local Lightning checkpoint or plain state_dict file, read with weights_only=True,
+    unmatched and unrenamed: for loaders that must map another layout's names onto a network first.
+
+    Raises:
+        FileNotFoundError: `path` does not exist (the message names it).
+        RuntimeError / ValueError: as `load_weights`, for unsafe pickles and files that hold no state_dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    return _read_state_dict(path)
+
+
 def _strip(key: str, model_keys: set[str], prefixes: Iterable[str]) -> str:
     # Strip repeatedly ("module.net.conv1.weight" from DDP) but stop as soon as the name is a model key, so a
     # model whose own submodule is called `model` or `net` keeps its names.
@@ -108,9 +122,7 @@ def load_weights(
         RuntimeError: `strict` and the checkpoint does not fit exactly, or the file needs unsafe unpickling.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    checkpoint = _read_state_dict(path)
+    checkpoint = read_state_dict(path)
     target = model.state_dict()
     model_keys = set(target)
 
