@@ -24,17 +24,31 @@ def _compose(overrides):
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_builds_features_and_network(experiment):
+    import train
+
     cfg = _compose([f"experiment={experiment}"])
     assert cfg.experiment_name == experiment
-    spec = instantiate(cfg.features)
-    net = instantiate(cfg.model.net, num_classes=3, in_chans=spec.num_channels)
+    specs = train.feature_specs(cfg, instantiate)
+    names = train.model_inputs(cfg, specs)
+    chans = [specs[n].num_channels for n in names]
+    net = instantiate(cfg.model.net, num_classes=3, in_chans=chans[0] if len(chans) == 1 else tuple(chans))
     loss = instantiate(cfg.model.loss)(class_counts=torch.tensor([5, 3, 2]))
     optimizer = instantiate(cfg.model.optimizer)(net.parameters())
-    x = torch.zeros(4, spec.num_channels, *spec.size)
-    logits = net(x)
-    assert logits.shape == (4, 3)
-    loss(logits, torch.tensor([0, 1, 2, 0])).backward()
+    xs = [torch.zeros(2, specs[n].num_channels, *specs[n].size) for n in names]
+    logits = net(*xs)
+    assert logits.shape == (2, 3)
+    loss(logits, torch.tensor([0, 1, 2])[:2]).backward()
     optimizer.step()
+    if cfg.model.get("scheduler"):
+        assert instantiate(cfg.model.scheduler)(optimizer).optimizer is optimizer
+
+
+def test_cpu_experiments_have_a_paper_recipe_beside_them():
+    cpu = [e for e in EXPERIMENTS if e.endswith("_cpu")]
+    assert {"ststnet_cpu", "off_apexnet_cpu", "sssn_cpu", "dssn_cpu", "rcn_a_cpu", "timm_cpu"} <= set(cpu)
+    for name in cpu:
+        paper = name.removesuffix("_cpu")
+        assert paper in EXPERIMENTS or paper == "timm", name
 
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g, opts in GROUP_OPTIONS.items() for o in opts])
