@@ -10,6 +10,7 @@ this experiment and trains again any other (a file that lost rows, a torn file, 
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
@@ -96,6 +97,7 @@ def train_fold(
 ) -> pd.DataFrame:
     fold = folds[k]
     log.info("fold %s (%d of %d): training", fold.name, k + 1, len(folds))
+    start = time.perf_counter()
     L.seed_everything(seed + k, workers=True, verbose=False)
     datamodule = build.datamodule(k)
     datamodule.setup("fit")
@@ -109,6 +111,7 @@ def train_fold(
         frame = fold_predictions(features, fold, model.test_predictions)
         fold_identity = None if identity is None else {**identity, **_fold_entry(fold)}
         write_fold_predictions(run_dir, k, frame, fold_identity)
+        log.info("fold %s: trained and tested in %.1f s", fold.name, time.perf_counter() - start)
         failed = False
         return frame
     except RunInterrupted as stop:
