@@ -82,6 +82,12 @@ LABEL_MAPS: dict[str, LabelMap] = {
         ("negative", "positive", "surprise"),
         {"synthetic": {"negative": "negative", "positive": "positive", "surprise": "surprise"}},
     ),
+    # The synthetic CASME II-like preset (data=synthetic_casme2like): CASME II's five words and class order.
+    "synthetic_casme2like": LabelMap(
+        "synthetic_casme2like",
+        ("happiness", "surprise", "disgust", "repression", "others"),
+        {"synthetic": {w: w for w in ("happiness", "surprise", "disgust", "repression", "others")}},
+    ),
     # MEGC2019 composite (specs/datasets.md section 5). The sample-level exclusions of the official list
     # (CASME II apex '/' and apex == onset) are applied by the composite reader, not by word.
     "megc2019": LabelMap(

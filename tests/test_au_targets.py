@@ -57,3 +57,17 @@ def test_shapes_and_dtypes():
     targets, mask = au_targets([("1", "2"), ()], AUS)
     assert targets.shape == mask.shape == (2, len(AUS))
     assert targets.dtype == np.float32 and mask.dtype == bool
+
+
+def test_au_target_of_every_synthetic_clip_is_what_the_generator_planted():
+    from datamodules.readers.synthetic import SyntheticConfig, planted_action_units, synthetic_samples
+
+    cfg = SyntheticConfig(num_subjects=3, clips_per_subject=10, au_table="casme2like")
+    samples = synthetic_samples(cfg)
+    names = ["1", "2", "4", "5", "6", "7", "9", "10", "12", "14", "15", "17", "25", "26"]
+    targets, mask = au_targets([s.action_units for s in samples], names)
+    assert mask.all()  # every synthetic clip is fully coded
+    for s, row in zip(samples, targets, strict=True):
+        planted = planted_action_units(cfg, s.frames.subject_index, s.frames.clip_index)
+        moved = {au_number(code) for code, share in planted.items() if np.abs(share).max() > 0}
+        assert {n for n, t in zip(names, row, strict=True) if t} == moved, s.sample_id

@@ -13,6 +13,15 @@ where A_class is a sum of Gaussian-windowed action-unit displacements anchored t
 a(t) rises smoothly from 0 at the onset to 1 at the apex and decays towards the offset; drift(t) is a small
 global translation. Frames are rendered on demand (`SyntheticFrames.read`), so only the frames a feature needs
 are ever drawn, and the whole database is a pure function of `SyntheticConfig`.
+
+The defaults are the 3-class database of `data=synthetic`. `data=synthetic_casme2like` is a harder preset
+built from the same generator: CASME II's five classes (emotion words as CASME II writes them), several AU
+combinations per class that share AUs between classes as real codings do (AU12 in happiness and repression,
+AU4 in disgust and others, AU1+2 in surprise and others), one-sided motion coded `L`/`R`, apex amplitudes of
+0.15-0.6 px, and more nuisances: stronger head drift, in-plane head rotation, more blinks, a light that moves
+across the face (brightness changes break optical flow's constancy assumption: the strongest nuisance for
+TV-L1 at these amplitudes). Every behaviour it adds sits behind a `SyntheticConfig` field whose default
+renders exactly what the 3-class database rendered before that field existed.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from datamodules.samples import Sample
 GENERATOR_VERSION = 1
 
 CLASSES = ("negative", "positive", "surprise")
+CASME2_CLASSES = ("happiness", "surprise", "disgust", "repression", "others")
 RGB_SKIN_TINT = (1.12, 1.0, 0.90)  # warm tint (R up, B down) when faces are rendered in colour
 
 # Per class, the action units (CASME II style codes) each clip shows. Negative picks one of two variants.
@@ -38,6 +48,32 @@ AU_VARIANTS: dict[str, tuple[tuple[str, ...], ...]] = {
     "positive": (("6", "12"),),
     "surprise": (("1", "2", "5", "26"),),
     "negative": (("4", "9"), ("4", "15")),
+}
+
+# CASME II-like combinations, drawn uniformly per clip, codes as `parse_action_units` returns them. A prefix
+# L / R is motion on the subject's own left / right side only (the image's right / left half: the face
+# looks at the camera). Shared on purpose, as in the CASME II coding: 12 (happiness, repression), 4 (disgust,
+# others), 7 (disgust, others), 1+2 (surprise, others), 25 (happiness, surprise).
+CASME2LIKE_AU_VARIANTS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "happiness": (("6", "12"), ("12",), ("L12",), ("R12",), ("6", "12", "25")),
+    "repression": (("14",), ("L14",), ("12", "15"), ("12", "17"), ("15", "17"), ("14", "17")),
+    "disgust": (("4", "9"), ("4", "10"), ("9",), ("4", "L10"), ("4", "7", "9")),
+    "others": (("4",), ("4", "7"), ("7",), ("L7",), ("1", "2")),
+    "surprise": (("1", "2"), ("1", "2", "5"), ("1", "2", "25"), ("1", "2", "26")),
+}
+
+AU_TABLES: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {
+    "default": AU_VARIANTS,
+    "casme2like": CASME2LIKE_AU_VARIANTS,
+}
+
+# SyntheticConfig fields added after generator version 1, with the defaults that render what version 1
+# rendered. They enter `digest()` only when set otherwise, so the default database keeps its fingerprint and
+# every feature cache keyed on it stays valid.
+_ADDED_FIELD_DEFAULTS: dict[str, object] = {
+    "au_table": "default",
+    "rotation_deg": 0.0,
+    "illumination_gradient": 0.0,
 }
 
 
@@ -61,15 +97,23 @@ class SyntheticConfig:
     blink_probability: float = 0.3  # any class
     illumination_change: float = 0.02  # largest relative gain change over a clip
     noise_std: float = 1.0  # sensor noise, in 8-bit grey levels
+    # Added for the harder presets; the defaults leave every frame as before (see _ADDED_FIELD_DEFAULTS).
+    au_table: str = "default"  # AU combinations per class: default (3 classes) | casme2like (CASME II words)
+    rotation_deg: float = 0.0  # largest in-plane head rotation over a clip, degrees about the face centre
+    illumination_gradient: float = 0.0  # largest relative brightness ramp across the face width over a clip
 
     def __post_init__(self) -> None:
         # Hydra passes lists; the config must stay hashable (it keys the render caches).
         for name in ("classes", "class_balance", "amplitude_px", "clip_length"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        unknown = set(self.classes) - set(AU_VARIANTS)
+        if self.au_table not in AU_TABLES:
+            raise ValueError(f"au_table {self.au_table!r} unknown; choose from {sorted(AU_TABLES)}")
+        table = AU_TABLES[self.au_table]
+        unknown = set(self.classes) - set(table)
         if unknown:
             raise ValueError(
-                f"synthetic classes {sorted(unknown)} unknown; choose from {sorted(AU_VARIANTS)}"
+                f"synthetic classes {sorted(unknown)} unknown to au_table {self.au_table!r}; "
+                f"choose from {sorted(table)}"
             )
         if len(self.class_balance) != len(self.classes):
             raise ValueError(
@@ -85,8 +129,18 @@ class SyntheticConfig:
                 f"faces smaller than 48 px cannot show the facial parts (got {self.height}x{self.width})"
             )
 
+    @property
+    def au_variants(self) -> dict[str, tuple[tuple[str, ...], ...]]:
+        """Class -> the AU combinations its clips draw from."""
+        return AU_TABLES[self.au_table]
+
     def digest(self) -> str:
-        text = repr(sorted(asdict(self).items())) + f"|v{GENERATOR_VERSION}"
+        items = {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in _ADDED_FIELD_DEFAULTS or v != _ADDED_FIELD_DEFAULTS[k]
+        }
+        text = repr(sorted(items.items())) + f"|v{GENERATOR_VERSION}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -285,12 +339,30 @@ def _bump(xx: np.ndarray, yy: np.ndarray, x0: float, y0: float, sx: float, sy: f
     return np.exp(-0.5 * (((xx - x0) / sx) ** 2 + ((yy - y0) / sy) ** 2))
 
 
+_MIDLINE_AUS = frozenset({"17", "25", "26"})  # one displacement on the midline: no laterality
+
+
+def _au_sides(au: str) -> tuple[str, tuple[int, ...]]:
+    """`"L12"` -> ("12", (1,)): the AU number and the image sides (-1 left, +1 right) it moves."""
+    if au[:1] in ("L", "R"):
+        number = au[1:]
+        if number in _MIDLINE_AUS:
+            raise ValueError(f"action unit {au!r}: AU{number} is on the midline and has no side")
+        # The subject's left is the image's right: the face looks at the camera.
+        return number, ((1,) if au[0] == "L" else (-1,))
+    return au, (-1, 1)
+
+
 def au_field(au: str, lm: Landmarks, h: int, w: int) -> np.ndarray:
-    """(2, H, W) float32 displacement (dx, dy) of one action unit at full intensity, peak about 1 px."""
+    """(2, H, W) float32 displacement (dx, dy) of one action unit at full intensity, peak about 1 px.
+
+    `au` is a code as in the AU string: `12` moves both sides, `L12` / `R12` the subject's left / right only.
+    """
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     d = np.zeros((2, h, w), np.float32)
     B = lambda x0, y0, sx, sy: _bump(xx, yy, x0, y0, sx, sy)  # noqa: E731
-    for side in (-1, 1):
+    au, sides = _au_sides(au)
+    for side in sides:
         ex = lm.cx + side * lm.eye_dx
         if au == "1":  # inner brow raiser
             b = B(lm.cx + side * lm.eye_dx * 0.45, lm.brow_y, lm.eye_rx * 0.7, lm.eye_ry * 1.8)
@@ -328,8 +400,31 @@ def au_field(au: str, lm: Landmarks, h: int, w: int) -> np.ndarray:
                     lm.cx, (lm.mouth_y + lm.chin_y) / 2 + 2, lm.mouth_w * 1.1, (lm.chin_y - lm.mouth_y) * 0.55
                 )
                 d[1] += 0.7 * b
+        elif au == "7":  # lid tightener: lower lid up, eye narrows towards the inner corner
+            b = B(ex, lm.eye_y + lm.eye_ry * 0.9, lm.eye_rx * 0.8, lm.eye_ry * 0.8)
+            d[1] -= 0.7 * b
+            d[0] -= side * 0.2 * b
+        elif au == "10":  # upper lip raiser: upper lip up, beside the philtrum
+            b = B(lm.cx + side * lm.mouth_w * 0.45, lm.mouth_y - 2, lm.mouth_w * 0.4, lm.mouth_w * 0.3)
+            d[1] -= b
+        elif au == "14":  # dimpler: lip corners tightened, pulled in and back
+            b = B(lm.cx + side * lm.mouth_w * 1.05, lm.mouth_y, lm.mouth_w * 0.3, lm.mouth_w * 0.3)
+            d[0] -= side * 0.9 * b
+            d[1] -= 0.15 * b
+        elif au == "17":  # chin raiser: chin boss and lower lip pushed up (once, on the midline)
+            if side == 1:
+                b = B(
+                    lm.cx, (lm.mouth_y + lm.chin_y) / 2 + 2, lm.mouth_w * 0.8, (lm.chin_y - lm.mouth_y) * 0.4
+                )
+                d[1] -= 0.8 * b
+        elif au == "25":  # lips part: upper lip up a little, lower lip down (once, on the midline)
+            if side == 1:
+                d[1] -= 0.4 * B(lm.cx, lm.mouth_y - 1.5, lm.mouth_w * 0.6, lm.mouth_w * 0.15)
+                d[1] += 0.7 * B(lm.cx, lm.mouth_y + 2.0, lm.mouth_w * 0.6, lm.mouth_w * 0.18)
         else:
-            raise ValueError(f"action unit {au!r} has no displacement model; known: 1 2 4 5 6 9 12 15 26")
+            raise ValueError(
+                f"action unit {au!r} has no displacement model; known: 1 2 4 5 6 7 9 10 12 14 15 17 25 26"
+            )
     return d
 
 
@@ -367,6 +462,10 @@ class ClipPlan:
     blink_at: int | None  # frame index of the blink's peak, or None
     blink_len: int
     gain_end: float
+    # Added nuisances (zero unless `rotation_deg` / `illumination_gradient` are set).
+    rotation_end: float = 0.0  # radians at the last frame, a smooth path from 0 like the drift
+    light_ramp_end: float = 0.0  # relative brightness change per face half-width at the last frame
+    light_ramp_angle: float = 0.0  # direction of the ramp, radians in the image plane
 
 
 @lru_cache(maxsize=64)
@@ -395,7 +494,7 @@ def _emotions(cfg: SyntheticConfig, subject: int) -> tuple[str, ...]:
 def _plan(cfg: SyntheticConfig, subject: int, clip: int) -> ClipPlan:
     rng = np.random.default_rng([cfg.seed, subject, clip, 3])
     emotion = _emotions(cfg, subject)[clip]
-    variants = AU_VARIANTS[emotion]
+    variants = cfg.au_variants[emotion]
     aus = variants[int(rng.integers(len(variants)))]
     length = int(rng.integers(cfg.clip_length[0], cfg.clip_length[1] + 1))
     apex_index = int(round(rng.uniform(0.3, 0.6) * (length - 1)))
@@ -420,20 +519,54 @@ def _plan(cfg: SyntheticConfig, subject: int, clip: int) -> ClipPlan:
         blink_at=blink_at,
         blink_len=int(rng.integers(20, 40)),  # 100-200 ms at 200 fps
         gain_end=float(rng.uniform(-1, 1) * cfg.illumination_change),
+        # A stream of its own: the draws above, and so the default database, stay as they were.
+        **_added_nuisances(cfg, subject, clip),
     )
+
+
+def _added_nuisances(cfg: SyntheticConfig, subject: int, clip: int) -> dict[str, float]:
+    if cfg.rotation_deg == 0 and cfg.illumination_gradient == 0:
+        return {}
+    rng = np.random.default_rng([cfg.seed, subject, clip, 5])
+    return {
+        "rotation_end": float(np.deg2rad(rng.uniform(-1, 1) * cfg.rotation_deg)),
+        "light_ramp_end": float(rng.uniform(0.3, 1.0) * cfg.illumination_gradient),
+        "light_ramp_angle": float(rng.uniform(0, 2 * np.pi)),
+    }
+
+
+def _au_shares(cfg: SyntheticConfig, subject: int, clip: int) -> dict[str, np.ndarray]:
+    """AU code -> its weighted (2, H, W) displacement at full intensity, before scaling to the amplitude."""
+    plan = _plan(cfg, subject, clip)
+    lm = _face(cfg, subject).landmarks
+    return {
+        au: wt * au_field(au, lm, cfg.height, cfg.width)
+        for au, wt in zip(plan.action_units, plan.au_weights, strict=True)
+    }
+
+
+def _amplitude_scale(cfg: SyntheticConfig, subject: int, clip: int, d: np.ndarray) -> float:
+    """The factor that gives the summed displacement `d` the clip's apex amplitude as its largest vector."""
+    return _plan(cfg, subject, clip).amplitude / float(np.sqrt((d**2).sum(0)).max())
 
 
 @lru_cache(maxsize=256)
 def _expression_field(cfg: SyntheticConfig, subject: int, clip: int) -> np.ndarray:
     """(2, H, W) displacement at the apex, scaled so its largest vector has the clip's amplitude in px."""
-    plan = _plan(cfg, subject, clip)
-    lm = _face(cfg, subject).landmarks
-    d = sum(
-        wt * au_field(au, lm, cfg.height, cfg.width)
-        for au, wt in zip(plan.action_units, plan.au_weights, strict=True)
-    )
-    peak = float(np.sqrt((d**2).sum(0)).max())
-    return (d * (plan.amplitude / peak)).astype(np.float32)
+    d = sum(_au_shares(cfg, subject, clip).values())
+    return (d * _amplitude_scale(cfg, subject, clip, d)).astype(np.float32)
+
+
+def planted_action_units(cfg: SyntheticConfig, subject: int, clip: int) -> dict[str, np.ndarray]:
+    """What the generator planted in a clip: AU code -> its (2, H, W) float32 share of the apex displacement.
+
+    The codes are the clip's AU string (`Sample.action_units`), in order; the shares sum to the displacement
+    the frames are warped with (`_expression_field`), so a code here is motion in the frames, and motion in
+    the frames is a code here.
+    """
+    shares = _au_shares(cfg, subject, clip)
+    scale = _amplitude_scale(cfg, subject, clip, sum(shares.values()))
+    return {au: (d * scale).astype(np.float32) for au, d in shares.items()}
 
 
 def _drift(plan: ClipPlan, index: int) -> tuple[float, float]:
@@ -462,13 +595,29 @@ def render_frame(cfg: SyntheticConfig, subject: int, clip: int, index: int) -> n
     dx, dy = _drift(plan, index)
     field_ = a * _expression_field(cfg, subject, clip)
     yy, xx = np.mgrid[0 : cfg.height, 0 : cfg.width].astype(np.float32)
+    lm = face.landmarks
+    s = index / max(plan.length - 1, 1)
+    src_x, src_y = xx, yy
+    if plan.rotation_end:
+        # The head turns about the face centre as it drifts (same ease in and out): p shows R(-theta) p.
+        theta = plan.rotation_end * (3 * s**2 - 2 * s**3)
+        cos, sin = np.cos(theta), np.sin(theta)
+        src_x = (lm.cx + cos * (xx - lm.cx) + sin * (yy - lm.cy)).astype(np.float32)
+        src_y = (lm.cy - sin * (xx - lm.cx) + cos * (yy - lm.cy)).astype(np.float32)
     # Backward warping: the pixel at p now shows what was at p - D(p).
-    map_x = (xx - field_[0] - dx).astype(np.float32)
-    map_y = (yy - field_[1] - dy).astype(np.float32)
+    map_x = (src_x - field_[0] - dx).astype(np.float32)
+    map_y = (src_y - field_[1] - dy).astype(np.float32)
     warped = cv2.remap(image, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
     gain = 1 + plan.gain_end * index / max(plan.length - 1, 1)
+    lit = warped * gain
+    if plan.light_ramp_end:
+        # A light that moves: brightness ramps across the image, more and more over the clip.
+        gx, gy = np.cos(plan.light_ramp_angle), np.sin(plan.light_ramp_angle)
+        ramp = ((xx - lm.cx) * gx + (yy - lm.cy) * gy) / lm.face_rx
+        ramp = 1 + plan.light_ramp_end * s * ramp
+        lit = lit * (ramp[..., None] if lit.ndim == 3 else ramp)
     noise_rng = np.random.default_rng([cfg.seed, subject, clip, 4, index])
-    noisy = warped * gain + noise_rng.normal(0, cfg.noise_std, warped.shape)
+    noisy = lit + noise_rng.normal(0, cfg.noise_std, warped.shape)
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
 
