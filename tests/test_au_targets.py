@@ -60,9 +60,16 @@ def test_shapes_and_dtypes():
 
 
 def test_au_target_of_every_synthetic_clip_is_what_the_generator_planted():
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
     from datamodules.readers.synthetic import SyntheticConfig, planted_action_units, synthetic_samples
 
-    cfg = SyntheticConfig(num_subjects=3, clips_per_subject=10, au_table="casme2like")
+    preset = Path(__file__).resolve().parents[1] / "configs" / "data" / "synthetic_casme2like.yaml"
+    reader = OmegaConf.to_container(OmegaConf.load(preset).reader)
+    reader.pop("_target_")
+    cfg = SyntheticConfig(**{**reader, "num_subjects": 3, "clips_per_subject": 10})
     samples = synthetic_samples(cfg)
     names = ["1", "2", "4", "5", "6", "7", "9", "10", "12", "14", "15", "17", "25", "26"]
     targets, mask = au_targets([s.action_units for s in samples], names)
