@@ -2,6 +2,7 @@
 
     python benchmarks/bench_zoo.py [--experiments ststnet_cpu dssn_cpu ...]
         [--data synthetic synthetic_casme2like] [--magnify] [--subjects 9] [--clips 16] [--out table.md]
+        [--override key=value ...]
 
 Each (experiment, data) pair runs train.py in a fresh process over `--subjects` x `--clips` clips (default
 9 x 16 = 144, the size the *_cpu recipes are sized for), same folds and epochs for every network; with
@@ -45,6 +46,9 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=9)
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--override", nargs="*", default=[], help="extra train.py overrides for every run (key=value)"
+    )
     args = parser.parse_args()
 
     env = {**os.environ, "WANDB_MODE": "disabled"}
@@ -67,6 +71,7 @@ def main() -> None:
                     f"run_dir={run_dir}",
                     f"cache_dir={work / 'cache'}",
                     *(magnify_overrides(experiment) if magnify else []),
+                    *args.override,
                 ]
                 wall, peak, _ = run_train(overrides, env)
                 summary = json.loads((run_dir / "summary.json").read_text())
