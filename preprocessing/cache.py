@@ -183,7 +183,7 @@ def _compute(sample: Sample, spec: FeatureSpec) -> np.ndarray:
         raise FeatureError(
             f"{sample.sample_id}: computing features failed: {type(error).__name__}: {error}"
         ) from error
-    expected = (spec.num_channels, *spec.size)
+    expected = spec.shape
     if array.shape != expected:
         raise FeatureError(f"{sample.sample_id}: features have shape {array.shape}, expected {expected}")
     return np.asarray(array, dtype=np.float32)
@@ -234,8 +234,7 @@ def cached_features(
     2 workers were 1.1-1.6x faster than serial (OpenCV's own threads use the second core only in part);
     for Farnebäck and DIS the ~0.5 s process start-up made it 0.4x (slower). Default 0: in this process.
     """
-    height, width = spec.size
-    out = np.empty((len(samples), spec.num_channels, height, width), dtype=np.float32)
+    out = np.empty((len(samples), *spec.shape), dtype=np.float32)
     spec_key = spec.key()
     keys: list[str | None] = [None] * len(samples)
     misses: list[int] = []

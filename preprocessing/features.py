@@ -1,4 +1,5 @@
-"""The apex-flow input of most MER networks: onset→apex flow, its strain and/or frames, as a (C, H, W) array.
+"""The apex-flow input of most MER networks: onset→apex flow, its strain and/or frames, as a (C, H, W) array,
+or, with `FeatureSpec.sequence`, the whole clip as T such steps, (T, C, H, W) (preprocessing.sequence).
 
 A `FeatureSpec` says which frames, which channels, which flow and what output size (and, optionally, how the
 clip's motion is magnified first); `compute_features` turns one `Sample` into the array, in physical units
@@ -22,12 +23,16 @@ from preprocessing.apex import spot_apex
 from preprocessing.face import FaceNotFound, face_crop_for
 from preprocessing.flow import FLOW_METHODS, flow_parameters, optical_flow, to_gray
 from preprocessing.magnify import MagnifySpec
+from preprocessing.sequence import STEP_FRAME, SequenceSpec
 from preprocessing.strain import STRAIN_SCHEMES, optical_strain
+from preprocessing.temporal import TemporalError, resample
 
 # Bump when compute_features changes what it produces for the same spec: every cached feature is rebuilt.
 FEATURES_VERSION = 1
 
 CHANNELS = ("u", "v", "strain", "magnitude", "onset", "apex")
+# A sequence's steps hold flow channels and the step's own grey frame, not the clip's onset or apex.
+SEQUENCE_CHANNELS = ("u", "v", "strain", "magnitude", STEP_FRAME)
 FLOW_CHANNELS = frozenset({"u", "v", "strain", "magnitude"})
 FRAMES = ("onset", "apex", "offset", "middle")
 APEX_FALLBACKS = ("middle", "frame_difference", "strain", "error")
@@ -80,6 +85,9 @@ class FeatureSpec:
     magnify: None (no magnification), or a `preprocessing.magnify.MagnifySpec` (a mapping of its fields,
         e.g. Hydra's DictConfig, becomes one): the clip's motion is magnified before the flow, strain and
         grey channels are taken; see `compute_features_with_info`.
+    sequence: None (one map per sample, from the `frames` pair), or a `preprocessing.sequence.SequenceSpec`
+        (or a mapping of its fields): T steps per sample, each with `channels` from SEQUENCE_CHANNELS
+        ("frame" is the step's grey frame); `frames` is then unused and must stay the default.
     """
 
     frames: tuple[str, str] = ("onset", "apex")
@@ -93,6 +101,7 @@ class FeatureSpec:
     apex_fallback: str = "middle"
     apex: str = "annotated"
     magnify: MagnifySpec | None = None
+    sequence: SequenceSpec | None = None
 
     def __post_init__(self) -> None:
         # Hydra hands over ListConfig/lists; a frozen dataclass needs hashable tuples.
@@ -102,6 +111,12 @@ class FeatureSpec:
         elif self.magnify is not None and not isinstance(self.magnify, MagnifySpec):
             raise ValueError(
                 f"magnify must be None, a MagnifySpec or a mapping of its fields, got {self.magnify!r}"
+            )
+        if isinstance(self.sequence, Mapping):
+            set_(self, "sequence", SequenceSpec.from_mapping(self.sequence))
+        elif self.sequence is not None and not isinstance(self.sequence, SequenceSpec):
+            raise ValueError(
+                f"sequence must be None, a SequenceSpec or a mapping of its fields, got {self.sequence!r}"
             )
         set_(self, "frames", tuple(self.frames))
         set_(self, "channels", tuple(self.channels))
@@ -118,8 +133,16 @@ class FeatureSpec:
             raise ValueError(f"frames must be two different frames, got {self.frames!r}")
         if not self.channels:
             raise ValueError(f"channels must name at least one of: {', '.join(CHANNELS)}")
+        allowed = CHANNELS if self.sequence is None else SEQUENCE_CHANNELS
         for channel in self.channels:
-            _allowed("channel", channel, CHANNELS)
+            if self.sequence is None and channel == STEP_FRAME:
+                raise ValueError(f"channel {STEP_FRAME!r} is a sequence step's frame: it needs sequence=...")
+            _allowed("channel of a sequence" if self.sequence else "channel", channel, allowed)
+        if self.sequence is not None and self.frames != ("onset", "apex"):
+            raise ValueError(
+                f"a sequence spans sequence.span {list(self.sequence.span)}; frames={list(self.frames)} "
+                "is the apex pair of a one-map spec and is unused here: leave it out"
+            )
         if len(set(self.channels)) != len(self.channels):
             raise ValueError(f"channels repeat a name: {self.channels!r}")
         _allowed("flow method", self.flow_method, FLOW_METHODS)
@@ -143,6 +166,12 @@ class FeatureSpec:
     def needs_flow(self) -> bool:
         return any(channel in FLOW_CHANNELS for channel in self.channels)
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one sample's features: (C, H, W), or (T, C, H, W) for a sequence."""
+        steps = () if self.sequence is None else (self.sequence.length,)
+        return (*steps, self.num_channels, *self.size)
+
     def describe(self) -> dict[str, Any]:
         """Every field, the code version and (if a flow channel is asked for) the flow parameters in effect,
         read back from OpenCV: the JSON that `key()` hashes, stored beside the cache as spec.json."""
@@ -162,6 +191,8 @@ class FeatureSpec:
             record["apex"] = self.apex
         if self.magnify is not None:  # likewise: every spec without magnification keeps its key
             record["magnify"] = self.magnify.describe()
+        if self.sequence is not None:  # likewise
+            record["sequence"] = self.sequence.describe()
         if self.needs_flow:
             record["flow"] = flow_parameters(self.flow_method, dict(self.flow_params))
         return record
@@ -247,7 +278,8 @@ def _magnified(
 
 
 def compute_features(sample: Sample, spec: FeatureSpec) -> np.ndarray:
-    """The spec's channels for one sample: float32 (C, H, W) = (spec.num_channels, *spec.size).
+    """The spec's channels for one sample: float32 `spec.shape`, (C, H, W) = (spec.num_channels, *spec.size),
+    or (T, C, H, W) for a sequence spec (see `compute_sequence`).
 
     Flow runs from frame spec.frames[0] to spec.frames[1] at the source (or face-crop) resolution; strain is
     taken from that flow; then every channel is resized with INTER_AREA. With `spec.magnify`, the flow,
@@ -259,7 +291,7 @@ def compute_features(sample: Sample, spec: FeatureSpec) -> np.ndarray:
 
 
 def compute_features_with_info(sample: Sample, spec: FeatureSpec) -> tuple[np.ndarray, dict[str, Any]]:
-    """`compute_features` plus what it decided: (array (C, H, W) float32, info) with info =
+    """`compute_features` plus what it decided: (array `spec.shape` float32, info) with info =
     {"apex_frame": the apex frame number used (None if the spec uses no apex),
      "apex_source": "annotated" | "fallback:<spotter>" | "spotted:<spotter>" (None likewise),
      "crop": None, or {"angle": eye-line rotation in degrees, "box": [x, y, w, h] in the rotated onset
@@ -289,6 +321,8 @@ def compute_features_with_info(sample: Sample, spec: FeatureSpec) -> tuple[np.nd
         return numbers[name]
 
     # Frame numbers first (a spotted apex is found on the raw frames, see _magnified), then the pixels.
+    if spec.sequence is not None:
+        return compute_sequence(sample, spec, read, number_of), _info(sample, spec, numbers, crop)
     pair = tuple(number_of(name) for name in spec.frames) if spec.needs_flow else ()
     grey = {name: number_of(name) for name in ("onset", "apex") if name in spec.channels}
     source = read if spec.magnify is None else _magnified(sample, spec.magnify, read, [*pair, *grey.values()])
@@ -312,12 +346,81 @@ def compute_features_with_info(sample: Sample, spec: FeatureSpec) -> tuple[np.nd
         raise SampleError(f"{sample.sample_id}: frames differ in size: {sorted(shapes)}")
     for index, name in enumerate(spec.channels):
         out[index] = cv2.resize(maps[name].astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
+    return out, _info(sample, spec, numbers, crop)
+
+
+def _info(sample: Sample, spec: FeatureSpec, numbers: dict[str, int], crop) -> dict[str, Any]:
     uses_apex = "apex" in numbers
-    info: dict[str, Any] = {
+    return {
         "apex_frame": numbers["apex"] if uses_apex else None,
         "apex_source": apex_source(sample, spec.apex_fallback, spec.apex) if uses_apex else None,
         "crop": None
         if crop is None
         else {"angle": float(crop.angle), "box": list(crop.box), "size": list(crop.size)},
     }
-    return out, info
+
+
+def _step_maps(
+    first: np.ndarray, second: np.ndarray, spec: FeatureSpec, channels: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """The flow channels of one step, from grey frame `first` to `second`."""
+    u, v = optical_flow(first, second, spec.flow_method, dict(spec.flow_params))
+    maps = {"u": u, "v": v}
+    if "strain" in channels:
+        maps["strain"] = optical_strain(u, v, spec.strain_scheme)
+    if "magnitude" in channels:
+        maps["magnitude"] = np.hypot(u, v)
+    return maps
+
+
+def compute_sequence(
+    sample: Sample,
+    spec: FeatureSpec,
+    read: Callable[[int], np.ndarray],
+    number_of: Callable[[str], int],
+) -> np.ndarray:
+    """A sequence spec's (T, C, H, W) float32 for one sample (preprocessing.sequence says what a step holds).
+
+    `read(number)` gives a (cropped) frame, `number_of(name)` the frame number of "onset", "apex" or
+    "offset". The frames of the span are read in time order (gaps in the numbering are skipped), magnified
+    as one clip if the spec says so, resampled to T + 1 (flow) or T frames, and each step's maps resized
+    with INTER_AREA. Interpolated frames (TIM can overshoot) are clipped to [0, 1] before the flow, as the
+    Oulu code's rounding to 8 bits does. A clip too short or too degenerate for the resampler raises
+    SampleError naming the sample and the frames.
+    """
+    sequence = spec.sequence
+    first, last = (number_of(name) for name in sequence.span)
+    numbers = [n for n in sample.frames.frame_numbers if first <= n <= last]
+    if not numbers:
+        raise SampleError(f"{sample.sample_id}: no frames between {first} and {last}")
+    if spec.magnify is not None:
+        grey = spec.magnify.apply([to_gray(read(n)) for n in numbers], sample.fps)
+    else:
+        grey = [to_gray(read(n)) for n in numbers]
+    shapes = {frame.shape for frame in grey}
+    if len(shapes) != 1:
+        raise SampleError(f"{sample.sample_id}: frames differ in size: {sorted(shapes)}")
+    try:
+        frames = resample(grey, sequence.frames_needed(spec.needs_flow), sequence.resample)
+    except TemporalError as error:
+        raise SampleError(
+            f"{sample.sample_id}: frames {numbers[0]}..{numbers[-1]} ({len(numbers)} frames) cannot be "
+            f"resampled to {sequence.frames_needed(spec.needs_flow)} by {sequence.resample}: {error}"
+        ) from error
+    frames = np.clip(frames, 0.0, 1.0)
+
+    height, width = spec.size
+    out = np.empty(spec.shape, dtype=np.float32)
+    for step in range(sequence.length):
+        maps: dict[str, np.ndarray] = {}
+        if spec.needs_flow:
+            source = step if sequence.flow == "consecutive" else 0
+            maps.update(_step_maps(frames[source], frames[step + 1], spec, spec.channels))
+            maps[STEP_FRAME] = frames[step + 1]
+        else:
+            maps[STEP_FRAME] = frames[step]
+        for index, name in enumerate(spec.channels):
+            out[step, index] = cv2.resize(
+                maps[name].astype(np.float32), (width, height), interpolation=cv2.INTER_AREA
+            )
+    return out
