@@ -180,6 +180,7 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
         workers=cfg.feature_workers,
         strict=bool(cfg.data.get("strict", False)),
         action_units=None if action_units is None else list(action_units),
+        stream_over_mb=cfg.datamodule.get("stream_over_mb"),
     )
     for exclusion in features.exclusions:
         log.debug("excluded %s: %s", exclusion.sample_id, exclusion.reason)

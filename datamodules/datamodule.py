@@ -11,6 +11,9 @@ Nothing learned from data (normalisation statistics, class counts for weighting)
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datamodules.au_targets import au_list, au_targets
 from datamodules.augment import FlowAugment
+from datamodules.disk_array import DiskArray
 from datamodules.protocols import Fold, LabelMap, split_indices
 from datamodules.samples import Sample, check_unique_ids, validate_sample
 
@@ -45,8 +49,9 @@ class FeatureSet:
         `FeatureSet(x=..., channels=(...))` builds as before named inputs existed.
     channels: {name: channel names of that input}.
     au / au_mask: (N, A) float32 targets and bool mask (True: known) over `au_names`, or None.
-    An input may also be a NumPy array (e.g. a memory-mapped cache of inputs too large for memory): rows
-    are taken with `take`, so only a batch is ever read.
+    An input may also be a NumPy array or a `datamodules.disk_array.DiskArray` (an input too large for
+    memory, read from disk a batch at a time): rows are taken with `take`, so only a batch is ever read,
+    and the training statistics are computed in chunks.
     """
 
     def __init__(
@@ -118,10 +123,17 @@ class FeatureSet:
 
 
 def take(array, rows: torch.Tensor) -> torch.Tensor:
-    """Rows of an input held as a tensor or as a (memory-mapped) NumPy array, as a tensor."""
+    """Rows of an input held as a tensor, a (memory-mapped) NumPy array or a DiskArray, as a tensor."""
     if isinstance(array, torch.Tensor):
         return array[rows]
     return torch.from_numpy(np.ascontiguousarray(array[rows.numpy()]))
+
+
+def stream_path(cache_dir: str | Path | None, spec_key: str) -> Path:
+    """A new file for a streamed input: <cache_dir>/streams/<spec key>-<pid>-<random>.npy (the system's temp
+    folder without a cache). One per process and input; deleted when the run ends."""
+    root = Path(cache_dir) if cache_dir is not None else Path(tempfile.gettempdir()) / "merlin"
+    return root / "streams" / f"{spec_key[:16]}-{os.getpid()}-{secrets.token_hex(4)}.npy"
 
 
 def feature_specs(spec) -> dict:
@@ -142,6 +154,7 @@ def build_feature_set(
     workers: int = 0,
     strict: bool = False,
     action_units: Sequence[str] | None = None,
+    stream_over_mb: float | None = None,
 ) -> FeatureSet:
     """Validate samples, map their labels, and compute (or read cached) every input of every sample.
 
@@ -151,6 +164,9 @@ def build_feature_set(
     A sample whose frames cannot be read (missing, empty or undecodable file) is left out with the reason
     in `FeatureSet.unreadable`, as the readers' lenient mode drops what it cannot use; with `strict=True`
     it is an error naming the file (datamodules.samples.FrameReadError).
+    stream_over_mb: an input whose rows take more than this many MiB is not held in memory but streamed
+    from a file beside the cache (`DiskArray`, `stream_path`); None holds every input in memory. Either way
+    the batches are the same.
     """
     from preprocessing.cache import FeatureCache, cached_features  # deferred: heavy imports
 
@@ -166,8 +182,19 @@ def build_feature_set(
     failed: dict[int, str] = {}
     for name, input_spec in specs.items():
         unreadable: list[tuple[int, str]] | None = None if strict else []
+        size_mb = len(kept) * int(np.prod(input_spec.shape)) * 4 / 2**20
+        stream_to = None
+        if stream_over_mb is not None and size_mb > stream_over_mb:
+            stream_to = stream_path(cache_dir, input_spec.key())
+            log.info("input %s: %.0f MiB, streamed from %s", name, size_mb, stream_to)
         arrays[name] = cached_features(
-            kept, input_spec, cache=cache, progress=progress, workers=workers, unreadable=unreadable
+            kept,
+            input_spec,
+            cache=cache,
+            progress=progress,
+            workers=workers,
+            unreadable=unreadable,
+            stream_to=stream_to,
         )
         for index, message in unreadable or []:
             failed.setdefault(index, message)
@@ -175,7 +202,7 @@ def build_feature_set(
         keep = [i for i in range(len(kept)) if i not in failed]
         if not keep:
             raise ValueError(f"no samples left: the frames of all {len(kept)} samples are unreadable")
-        arrays = {name: a[keep] for name, a in arrays.items()}
+        arrays = {name: _rows(a, keep) for name, a in arrays.items()}
         dropped = [failed[i] for i in sorted(failed)]
         kept, y = [kept[i] for i in keep], [y[i] for i in keep]
     else:
@@ -185,7 +212,7 @@ def build_feature_set(
         targets, mask = au_targets([s.action_units for s in kept], action_units)
         au, au_mask = torch.from_numpy(targets), torch.from_numpy(mask)
     return FeatureSet(
-        inputs={name: torch.from_numpy(a) for name, a in arrays.items()},
+        inputs={name: a if isinstance(a, DiskArray) else torch.from_numpy(a) for name, a in arrays.items()},
         channels={name: tuple(s.channels) for name, s in specs.items()},
         y=torch.tensor(y, dtype=torch.long),
         sample_ids=[s.sample_id for s in kept],
@@ -199,6 +226,53 @@ def build_feature_set(
         au_mask=au_mask,
         au_names=au_list(action_units) if action_units is not None else (),
     )
+
+
+def _rows(array, rows: list[int]):
+    return array.subset(rows) if isinstance(array, DiskArray) else array[rows]
+
+
+def training_statistics(
+    array, rows: Sequence[int], normalize: str, method: str, chunk: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) that `standardize=method` subtracts and divides by, from rows `rows` of `array` after
+    `normalize`: "channel" per channel over samples, (time steps) and pixels; "zero_center" the mean map
+    (STSTNet's MATLAB 'zerocenter'), std 1; "none" (0, 1).
+
+    A tensor is reduced at once (as always); any other input (a DiskArray) in chunks of `chunk` rows,
+    accumulated in float64, so the statistics of an input larger than memory never hold more than a chunk.
+    """
+    if method == "none":
+        return torch.zeros(1), torch.ones(1)
+    if isinstance(array, torch.Tensor):
+        train = normalize_per_sample(take(array, torch.as_tensor(rows, dtype=torch.long)), normalize)
+        if method == "channel":
+            dims = tuple(d for d in range(train.ndim) if d != train.ndim - 3)
+            mean = train.mean(dim=dims, keepdim=True)[0]
+            std = train.std(dim=dims, keepdim=True)[0].clamp_min(1e-6)
+            return mean, std
+        return train.mean(dim=0), torch.ones(1)
+    total = total_sq = None
+    count = 0
+    rows = list(rows)
+    for start in range(0, len(rows), chunk):
+        part = normalize_per_sample(take(array, torch.as_tensor(rows[start : start + chunk])), normalize)
+        part = part.double()
+        if method == "channel":
+            dims = tuple(d for d in range(part.ndim) if d != part.ndim - 3)
+            s, sq = part.sum(dim=dims, keepdim=True)[0], (part * part).sum(dim=dims, keepdim=True)[0]
+            count += part.numel() // part.shape[-3]
+        else:
+            s, sq = part.sum(dim=0), None
+            count += part.shape[0]
+        total = s if total is None else total + s
+        total_sq = sq if total_sq is None or sq is None else total_sq + sq
+    mean = total / count
+    if method == "channel":
+        # Unbiased, as torch.std above; the difference of sums is fine in float64 for maps in [0, 1] or px.
+        var = ((total_sq - count * mean * mean) / max(count - 1, 1)).clamp_min(0.0)
+        return mean.float(), var.sqrt().float().clamp_min(1e-6)
+    return mean.float(), torch.ones(1)
 
 
 def normalize_per_sample(x: torch.Tensor, method: str) -> torch.Tensor:
@@ -375,21 +449,11 @@ class MERDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.stats:
             return
-        rows = torch.as_tensor(self.train_idx, dtype=torch.long)
         for name in self.inputs:
             # Statistics from the training subjects only, on normalised, un-augmented features.
-            method = self.standardize[name]
-            if method == "none":
-                self.stats[name] = (torch.zeros(1), torch.ones(1))
-                continue
-            train = normalize_per_sample(take(self.features.inputs[name], rows), self.normalize[name])
-            if method == "channel":  # per channel over samples, (time) and pixels
-                dims = tuple(d for d in range(train.ndim) if d != train.ndim - 3)
-                mean = train.mean(dim=dims, keepdim=True)[0]
-                std = train.std(dim=dims, keepdim=True)[0].clamp_min(1e-6)
-            else:  # zero_center, STSTNet's MATLAB 'zerocenter': minus the mean image
-                mean, std = train.mean(dim=0), torch.ones(1)
-            self.stats[name] = (mean, std)
+            self.stats[name] = training_statistics(
+                self.features.inputs[name], self.train_idx, self.normalize[name], self.standardize[name]
+            )
 
     def transform(self, x: torch.Tensor, train: bool, name: str = SINGLE_INPUT) -> torch.Tensor:
         """Raw input `name` -> network input: augment (train only), normalise per sample, standardise."""

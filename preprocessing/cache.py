@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from datamodules.disk_array import DiskArray
 from datamodules.samples import FrameReadError, Sample
 from preprocessing.features import FeatureError, FeatureSpec, compute_features
 from utils.atomic import atomic_file
@@ -222,7 +223,8 @@ def cached_features(
     progress: bool = True,
     workers: int = 0,
     unreadable: list[tuple[int, str]] | None = None,
-) -> np.ndarray:
+    stream_to: str | os.PathLike[str] | None = None,
+) -> np.ndarray | DiskArray:
     """Features of every sample, float32 (N, C, H, W) in sample order: cache hits are read, misses computed
     (tqdm bar "features") and stored. A sample that cannot be computed raises FeatureError naming it; one
     whose frame file is missing or unreadable raises FrameReadError ("<sample_id>: ... <path>").
@@ -233,8 +235,13 @@ def cached_features(
     `workers > 0` computes misses in that many (spawned) processes. Worth it only for TV-L1: on 2 cores,
     2 workers were 1.1-1.6x faster than serial (OpenCV's own threads use the second core only in part);
     for Farnebäck and DIS the ~0.5 s process start-up made it 0.4x (slower). Default 0: in this process.
+
+    `stream_to`: a new file path: the rows go there (a `datamodules.disk_array.DiskArray`, returned, read a
+    batch at a time) instead of into memory, for inputs too large to hold; the per-sample cache entries are
+    read and written as always, one at a time.
     """
-    out = np.empty((len(samples), *spec.shape), dtype=np.float32)
+    shape = (len(samples), *spec.shape)
+    out = DiskArray.create(stream_to, shape) if stream_to is not None else np.empty(shape, np.float32)
     spec_key = spec.key()
     keys: list[str | None] = [None] * len(samples)
     misses: list[int] = []
@@ -252,14 +259,15 @@ def cached_features(
     skipped: list[tuple[int, str]] = []
 
     def keep(index: int, array: np.ndarray) -> None:
+        array = np.asarray(array, dtype=np.float32)
         out[index] = array
         if cache is not None:
-            cache.store(keys[index], out[index])
+            cache.store(keys[index], array)
 
     def skip(index: int, error: FrameReadError) -> None:
         if unreadable is None:
             raise error
-        out[index] = 0
+        out[index] = np.zeros(spec.shape, dtype=np.float32)
         skipped.append((index, str(error)))
 
     with tqdm(total=len(misses), desc="features", disable=not progress or not misses) as bar:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import gc
 import json
 import logging
 import os
@@ -18,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import preprocessing.cache as cache_module
+from datamodules.disk_array import DiskArray
 from datamodules.samples import FrameReadError, Sample
 from preprocessing.cache import FeatureCache, cached_features, sample_key
 from preprocessing.features import FeatureError, FeatureSpec
@@ -428,3 +431,36 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path):
             if _alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+
+def test_streamed_features_equal_the_in_memory_ones(tmp_path, samples):
+    # Sequences (T, C, H, W) through the cache, into memory and into a file read a batch at a time.
+    spec = FeatureSpec(channels=("u", "frame"), size=(10, 12), sequence={"length": 3, "resample": "linear"})
+    cache = FeatureCache(tmp_path / "cache")
+    memory = cached_features(samples, spec, cache=cache, progress=False)
+    assert memory.shape == (3, 3, 2, 10, 12)
+    streamed = cached_features(samples, spec, cache=cache, progress=False, stream_to=tmp_path / "s.npy")
+    assert isinstance(streamed, DiskArray)
+    np.testing.assert_array_equal(streamed[np.arange(3)], memory)
+    fresh = cached_features(samples, spec, cache=None, progress=False, stream_to=tmp_path / "t.npy")
+    np.testing.assert_array_equal(fresh[np.arange(3)], memory)  # computed, not read from the cache
+
+
+def test_build_feature_set_streams_large_inputs_and_drops_unreadable_rows(tmp_path):
+    from datamodules.datamodule import build_feature_set
+    from datamodules.protocols import label_map
+
+    samples = [make_sample(i) for i in range(4)]
+    samples[1] = make_sample(1, unreadable=True)
+    spec = FeatureSpec(channels=("frame",), size=(6, 8), sequence={"length": 2, "resample": "uniform"})
+    labels = label_map("synthetic")
+    held = build_feature_set(samples, labels, spec, cache_dir=tmp_path, progress=False)
+    streamed = build_feature_set(samples, labels, spec, cache_dir=tmp_path, progress=False, stream_over_mb=0)
+    assert isinstance(streamed.x, DiskArray) and isinstance(held.x, torch.Tensor)
+    assert streamed.sample_ids == held.sample_ids and len(held) == 3  # s01 dropped from both
+    np.testing.assert_array_equal(streamed.x[np.arange(3)], held.x.numpy())
+    path = streamed.x.path
+    assert path.parent == tmp_path / "streams"
+    del streamed
+    gc.collect()
+    assert not path.exists()  # the stream file lives as long as its FeatureSet

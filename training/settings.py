@@ -14,7 +14,8 @@ from typing import Any
 # Settings that cannot change a prediction: left out of the experiment's fingerprint, so a run can be resumed
 # with another logger, device or progress display. `datamodule.num_workers` belongs here because batches are
 # shuffled and augmented in the main process from its own generators (datamodules/datamodule.py), whatever
-# number of worker processes load the rows.
+# number of worker processes load the rows; `datamodule.stream_over_mb` because a streamed input serves the
+# same rows as an in-memory one (tests/test_disk_array.py).
 VOLATILE_SETTINGS = (
     "run_dir",
     "fold",
@@ -27,6 +28,7 @@ VOLATILE_SETTINGS = (
     "trainer.devices",
     "trainer.enable_progress_bar",
     "datamodule.num_workers",
+    "datamodule.stream_over_mb",
 )
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
@@ -104,6 +106,17 @@ def check_settings(settings: Mapping, cuda_available: bool | None = None) -> Non
     _positive_int(settings, "datamodule.batch_size")
     _positive_int(settings, "datamodule.num_workers", minimum=0)
     _positive_int(settings, "feature_workers", minimum=0)
+    stream = lookup(settings, "datamodule.stream_over_mb")
+    if stream is not None and (isinstance(stream, bool) or not isinstance(stream, Real) or stream < 0):
+        raise SettingError(
+            "datamodule.stream_over_mb", stream, "expected a size in MiB >= 0, or null to hold every input"
+        )
+    jitter = lookup(settings, "datamodule.augment.temporal_jitter")
+    bad_jitter = isinstance(jitter, bool) or not isinstance(jitter, Real) or not 0 <= jitter < 1
+    if jitter is not None and bad_jitter:
+        raise SettingError(
+            "datamodule.augment.temporal_jitter", jitter, "expected the fraction of steps removed, in [0, 1)"
+        )
     _positive_number(settings, "model.optimizer.lr")
     seed = lookup(settings, "seed")
     if not _is_int(seed):
