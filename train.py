@@ -213,6 +213,7 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
         else dm_cfg.standardize
     )
     in_chans = [len(specs[name].channels) for name in consumed]
+    fold_transforms = _fold_transforms(dm_cfg)
 
     def datamodule(k: int) -> MERDataModule:
         return MERDataModule(
@@ -225,6 +226,7 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
             augment=augment,
             num_workers=dm_cfg.num_workers,
             seed=cfg.seed + k,
+            fold_transforms=fold_transforms,
         )
 
     def model(dm: MERDataModule) -> MERClassifier:
@@ -303,6 +305,19 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
         )
     run_log.say(format_table(summary))
     return run_dir
+
+
+def _fold_transforms(dm_cfg) -> dict:
+    """Transforms the data module learns per fold from its training subjects: `datamodule.active_pixels`
+    ({input: name, percentile, radius}; STRCN-A's pixels-by-time image), absent or null for none."""
+    settings = dm_cfg.get("active_pixels")
+    if not settings:
+        return {}
+    from datamodules.active_pixels import ActivePixels
+
+    settings = dict(settings)
+    name = settings.pop("input", "x")
+    return {name: ActivePixels(**settings)}
 
 
 def feature_specs(cfg: DictConfig, instantiate) -> dict:

@@ -10,6 +10,7 @@ Nothing learned from data (normalisation statistics, class counts for weighting)
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import secrets
@@ -377,6 +378,9 @@ class MERDataModule(L.LightningDataModule):
     normalize / standardize: one method for every input, or {input name: method}. augment: one FlowAugment
     (single input) or {input name: FlowAugment or None}; every input of a sample gets the same random flip
     and angle, so the streams of a two-stream network still show the same face.
+    fold_transforms: {input name: transform} learned from the fold's training subjects in `setup` (its
+    `fit(array, train_rows)`) and applied last in `transform` (e.g. datamodules.active_pixels.ActivePixels,
+    STRCN-A's pixels-by-time image). Each data module fits its own copy.
     """
 
     def __init__(
@@ -390,6 +394,7 @@ class MERDataModule(L.LightningDataModule):
         augment: FlowAugment | Mapping[str, FlowAugment | None] | None = None,
         num_workers: int = 0,
         seed: int = 0,
+        fold_transforms: Mapping | None = None,
     ) -> None:
         super().__init__()
         if not 0 <= fold < len(folds):
@@ -411,6 +416,13 @@ class MERDataModule(L.LightningDataModule):
             if augment is None:
                 raise ValueError("give one FlowAugment per named input ({name: FlowAugment})")
         self.augment = {name: augment.get(name) for name in names}
+        unknown = sorted(set(fold_transforms or {}) - set(names))
+        if unknown:
+            raise ValueError(
+                f"fold_transforms name inputs {unknown} that this experiment does not have {names}"
+            )
+        # Copies: a transform handed to every fold's data module must not carry one fold's fit into another.
+        self.fold_transforms = {name: copy.deepcopy(t) for name, t in (fold_transforms or {}).items()}
         self.num_workers = num_workers
         self.seed = seed
         self.train_idx, self.test_idx = split_indices(features.subjects, self.fold)
@@ -454,6 +466,9 @@ class MERDataModule(L.LightningDataModule):
             self.stats[name] = training_statistics(
                 self.features.inputs[name], self.train_idx, self.normalize[name], self.standardize[name]
             )
+        for name, fold_transform in self.fold_transforms.items():
+            # Fitted on raw training rows only; the held-out subject's clips are never read here.
+            fold_transform.fit(self.features.inputs[name], self.train_idx)
 
     def transform(self, x: torch.Tensor, train: bool, name: str = SINGLE_INPUT) -> torch.Tensor:
         """Raw input `name` -> network input: augment (train only), normalise per sample, standardise."""
@@ -464,7 +479,10 @@ class MERDataModule(L.LightningDataModule):
             x = augment(x, generator=self._augment_generator)
         x = normalize_per_sample(x, self.normalize[name])
         mean, std = self.stats[name]
-        return (x - mean.to(x.device)) / std.to(x.device)
+        x = (x - mean.to(x.device)) / std.to(x.device)
+        if name in self.fold_transforms:
+            x = self.fold_transforms[name](x)
+        return x
 
     def transform_batch(self, batch: dict, train: bool) -> dict:
         """Every named input of a batch through `transform`, with one set of random draws for all."""

@@ -29,6 +29,7 @@ class ModelCase:
     source: str = ""
     # Shapes of further forward arguments, for networks of several inputs (DSSN's second stream).
     extra_input_shapes: tuple[tuple[int, ...], ...] = ()
+    has_dropout: bool = True  # STRCN has none: its train and eval outputs differ only through BN
 
     @property
     def input_shapes(self) -> tuple[tuple[int, ...], ...]:
@@ -47,6 +48,7 @@ RCN_A = "models.rcn.RCN_A"
 RCN_S = "models.rcn.RCN_S"
 RCN_W = "models.rcn.RCN_W"
 TIMM = "models.timm_backbone.TimmBackbone"
+STRCN = "models.strcn.STRCN"
 ALEXNET_227 = (2, 3, 227, 227)
 
 # STSTNet arithmetic: convs (3+5+8) * (9 * in_chans + 1), BN 2 * 16, FC 401 * num_classes.
@@ -55,6 +57,8 @@ ALEXNET_227 = (2, 3, 227, 227)
 #   (115,201 * K for concat).
 # RCN arithmetic (C = 3 inputs, K = 3): conv1 25CF + 3F, block (F^2 + 3F) + (9F^2 + 3F), classifier
 #   K(p^2 F + 1); RCN-W replaces conv1 by 9C(F/2) + 3F/2 + 2 (9C(F/4) + 3F/4).
+# STRCN arithmetic (K maps, C inputs, N classes): conv1 9CK + 2K, three RCLs of 19K^2 + 6K (10K^2 + 6K with
+#   shared weights), pred NK + N; the K=512 counts of the spec are checked without a forward pass below.
 # timm resnet18: 11,176,512 without its fc, + 513 * K; the 7x7 stem has 64 * 49 weights per input channel.
 #   Its rows pass zero_init_last=False (a timm kwarg): timm zeroes each residual block's last BN scale, which
 #   leaves the block's other weights without gradient at initialisation; drop_rate > 0 for the dropout check.
@@ -243,6 +247,28 @@ MODEL_CASES = [
         (2, 64, 7, 7),
         "s5b arithmetic: streams 960 + 480 + 480, block 41,344, classifier 9,411",
     ),
+    ModelCase(
+        "strcn_g-k32",
+        STRCN,
+        {"feature_maps": 32},
+        (2, 2, 64, 72),
+        59_683,
+        (2, 3),
+        (2, 32),
+        "s5a arithmetic: 640 + 3 * 19,648 + 99",
+        has_dropout=False,
+    ),
+    ModelCase(
+        "strcn_a-k32-shared",
+        STRCN,
+        {"feature_maps": 32, "in_chans": 1, "share_weights": True},
+        (2, 1, 96, 150),
+        352 + 3 * 10_432 + 99,
+        (2, 3),
+        (2, 32),
+        "s5a arithmetic, the paper's shared recurrent 3x3: 352 + 3 * 10,432 + 99",
+        has_dropout=False,
+    ),
     # The generic checks run a tiny timm network (timm's own `test_resnet`, 372,979 parameters at 3 classes)
     # so they stay quick; resnet18's counts are checked without a forward pass below.
     ModelCase(
@@ -293,6 +319,36 @@ def test_timm_resnet18_counts(in_chans: int, params: int) -> None:
     assert count_params(TimmBackbone(num_classes=3, in_chans=in_chans, name="resnet18")) == params
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "params"),
+    [
+        ({}, 14_963_203),  # STRCN-G, specs/models.md s5a
+        ({"in_chans": 1}, 14_958_595),  # STRCN-A
+        ({"feature_maps": 256}, 3_746_051),
+        ({"feature_maps": 128}, 939_139),
+        ({"share_weights": True}, 10_240 + 3 * (10 * 512**2 + 6 * 512) + 1_539),  # 7,885,315
+    ],
+)
+def test_strcn_paper_counts(kwargs: dict, params: int) -> None:
+    from models.strcn import STRCN
+
+    assert count_params(STRCN(num_classes=3, **kwargs)) == params
+
+
+def test_strcn_shared_weights_are_one_tensor_and_inputs_are_checked() -> None:
+    from models.strcn import STRCN
+
+    shared, unshared = STRCN(feature_maps=8, share_weights=True), STRCN(feature_maps=8)
+    for rcl in shared.rcls:
+        assert rcl.step1[0].weight is rcl.step2[0].weight and rcl.step1[1] is not rcl.step2[1]
+    for rcl in unshared.rcls:
+        assert rcl.step1[0].weight is not rcl.step2[0].weight
+    with pytest.raises(ValueError, match="at least 64"):
+        shared(torch.zeros(1, 2, 63, 100))
+    with pytest.raises(ValueError, match=r"expects \(N, 2, H, W\)"):
+        shared(torch.zeros(1, 3, 64, 64))
+
+
 @pytest.mark.parametrize("case", MODEL_CASES, ids=lambda c: c.id)
 def test_shapes(case: ModelCase) -> None:
     torch.manual_seed(0)
@@ -326,6 +382,8 @@ def test_eval_mode_is_deterministic(case: ModelCase) -> None:
     with torch.no_grad():
         first, second = model(*xs), model(*xs)
     assert torch.equal(first, second)
+    if not case.has_dropout:
+        return
     # Dropout must be live in train mode, or the eval check above proves nothing.
     model.train()
     with torch.no_grad():
