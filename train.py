@@ -149,6 +149,8 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
     labels = label_map(cfg.data.label_map)
     read = instantiate(cfg.data.reader)  # a datamodules.readers.base.ReadResult
     # Heavy imports (Lightning, torch, OpenCV) only once the data could be read: a wrong path is quick.
+    import torch
+
     from datamodules.augment import FlowAugment
     from datamodules.datamodule import MERDataModule, build_feature_set
     from evaluation.reports import format_table, write_reports
@@ -232,11 +234,29 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
     def model(dm: MERDataModule) -> MERClassifier:
         # A network of one input gets its channel count; one of several inputs gets one count per input.
         chans = in_chans[0] if len(in_chans) == 1 else tuple(in_chans)
-        net = instantiate(cfg.model.net, num_classes=len(features.classes), in_chans=chans)
+        # An AU graph network (AU-GACN) gets the AU list's length and its graph from this fold's training
+        # subjects only.
+        extra = {"num_aus": len(features.au_names)} if "num_aus" in cfg.model.net else {}
+        net = instantiate(cfg.model.net, num_classes=len(features.classes), in_chans=chans, **extra)
+        if hasattr(net, "fit_adjacency"):
+            if features.au is None:
+                raise SettingError(
+                    "datamodule.action_units", None, f"{type(net).__name__} needs an AU list for its AU graph"
+                )
+            rows = torch.as_tensor(dm.train_idx, dtype=torch.long)
+            net.fit_adjacency(features.au[rows], features.au_mask[rows])
         loss = instantiate(cfg.model.loss)(class_counts=dm.train_class_counts)
         scheduler = instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None
         optimizer = instantiate(cfg.model.optimizer)
-        return MERClassifier(net, loss, optimizer, scheduler, features.classes, inputs=consumed)
+        return MERClassifier(
+            net,
+            loss,
+            optimizer,
+            scheduler,
+            features.classes,
+            inputs=consumed,
+            au_loss_weight=float(cfg.model.get("au_loss_weight", 0.0)),
+        )
 
     run_dir = Path(cfg.run_dir)
     run_name = f"{cfg.experiment_name}-{run_dir.name}"

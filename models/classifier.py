@@ -4,6 +4,9 @@ The network is any `nn.Module` mapping its inputs to logits: `inputs` names the 
 in its forward-argument order (`("x",)` for a single-input network; `("stream_a", "stream_b")` for a
 two-stream one). The loss takes (logits, target); the optimizer and optional scheduler arrive as partials and
 are built here with `self.parameters()`.
+Networks that also predict action units (`forward_with_aus` -> (logits, AU logits), e.g. AU-GACN) are trained
+on CE + au_loss_weight * BCE over the batch's known AUs (`au`, `au_mask` from datamodule.action_units): a
+clip whose AU is unknown adds nothing to that AU's loss, never a "not present".
 There is no validation step on purpose: the held-out subject must never choose an epoch, a checkpoint or a
 learning rate. `test_step` collects per-sample probabilities so the fold's predictions can be written out.
 """
@@ -16,6 +19,7 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from evaluation.metrics import confusion_matrix, megc_scores
 
@@ -29,10 +33,18 @@ class MERClassifier(L.LightningModule):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         class_names: Sequence[str] = (),
         inputs: Sequence[str] = ("x",),
+        au_loss_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if not inputs:
             raise ValueError("a classifier consumes at least one named input")
+        if au_loss_weight < 0:
+            raise ValueError(f"au_loss_weight must be >= 0, got {au_loss_weight}")
+        if au_loss_weight > 0 and not hasattr(net, "forward_with_aus"):
+            raise ValueError(
+                f"au_loss_weight > 0 needs a network that predicts AUs; {type(net).__name__} does not"
+            )
+        self.au_loss_weight = float(au_loss_weight)
         self.inputs = tuple(inputs)
         self.net = net
         self.loss = loss
@@ -49,10 +61,24 @@ class MERClassifier(L.LightningModule):
     def _logits(self, batch: dict) -> torch.Tensor:
         return self(*(batch[name] for name in self.inputs))
 
+    def au_loss(self, au_logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Mean BCE over the batch's known (sample, AU) pairs; 0 when none is known."""
+        if "au" not in batch:
+            raise ValueError("au_loss_weight > 0 needs AU targets: set datamodule.action_units to an AU list")
+        mask = batch["au_mask"].to(au_logits.dtype)
+        bce = F.binary_cross_entropy_with_logits(au_logits.float(), batch["au"].float(), reduction="none")
+        return (bce * mask).sum() / mask.sum().clamp_min(1.0)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        logits = self._logits(batch)
-        loss = self.loss(logits, batch["y"])
         n = batch["y"].shape[0]
+        if self.au_loss_weight > 0:
+            logits, au_logits = self.net.forward_with_aus(*(batch[name] for name in self.inputs))
+            au_loss = self.au_loss(au_logits, batch)
+            loss = self.loss(logits, batch["y"]) + self.au_loss_weight * au_loss
+            self.log("train/au_loss", au_loss, on_step=False, on_epoch=True, batch_size=n)
+        else:
+            logits = self._logits(batch)
+            loss = self.loss(logits, batch["y"])
         acc = (logits.argmax(1) == batch["y"]).float().mean()
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
         self.log("train/acc", acc, on_step=False, on_epoch=True, batch_size=n)

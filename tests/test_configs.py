@@ -17,7 +17,7 @@ GROUP_OPTIONS = {
 }
 
 
-SMALLEST_INPUT = {"strcn_g": 64, "strcn_a": 150}
+SMALLEST_INPUT = {"strcn_g": 64, "strcn_a": 150, "au_gacn": 16}
 
 
 def _compose(overrides):
@@ -43,8 +43,8 @@ def test_experiment_builds_features_and_network(experiment):
         spec = specs[cfg.datamodule.active_pixels.input]
         xs = [torch.zeros(2, 1, spec.size[0] * spec.size[1] // 4, spec.sequence.length)]
     if experiment in SMALLEST_INPUT:
-        # Paper-size STRCN costs about 25 GMAC a clip at 300x245: its layers are checked at the smallest
-        # input its poolings take (it pools globally, so the weights are the same); counts in test_models.
+        # Paper-size STRCN costs about 25 GMAC a clip at 300x245, AU-GACN's 3-D trunk about 50 at 16x112x112:
+        # their layers are checked on a small input (both pool globally, so the weights are the same).
         xs = [x[..., : SMALLEST_INPUT[experiment], : SMALLEST_INPUT[experiment]] for x in xs]
     logits = net(*xs)
     assert logits.shape == (2, 3)

@@ -30,6 +30,13 @@ class ModelCase:
     # Shapes of further forward arguments, for networks of several inputs (DSSN's second stream).
     extra_input_shapes: tuple[tuple[int, ...], ...] = ()
     has_dropout: bool = True  # STRCN has none: its train and eval outputs differ only through BN
+    # AU-GACN: fit its AU graph on random AU targets first (before that it has no edges between AUs, and its
+    # attention weights get no gradient).
+    fit_adjacency: bool = False
+    # Parameters the emotion logits legitimately do not reach: AU-GACN's AU head (trained by the joint AU
+    # loss: test_au_gacn.py) and SAGPool's 1-d score weight, which PyG divides by its own norm (score =
+    # act(z * w / |w|)), so its gradient is zero by construction.
+    no_gradient: tuple[str, ...] = ()
 
     @property
     def input_shapes(self) -> tuple[tuple[int, ...], ...]:
@@ -49,6 +56,7 @@ RCN_S = "models.rcn.RCN_S"
 RCN_W = "models.rcn.RCN_W"
 TIMM = "models.timm_backbone.TimmBackbone"
 STRCN = "models.strcn.STRCN"
+AU_GACN = "models.au_gacn.AUGACN"
 ALEXNET_227 = (2, 3, 227, 227)
 
 # STSTNet arithmetic: convs (3+5+8) * (9 * in_chans + 1), BN 2 * 16, FC 401 * num_classes.
@@ -59,6 +67,10 @@ ALEXNET_227 = (2, 3, 227, 227)
 #   K(p^2 F + 1); RCN-W replaces conv1 by 9C(F/2) + 3F/2 + 2 (9C(F/4) + 3F/4).
 # STRCN arithmetic (K maps, C inputs, N classes): conv1 9CK + 2K, three RCLs of 19K^2 + 6K (10K^2 + 6K with
 #   shared weights), pred NK + N; the K=512 counts of the spec are checked without a forward pass below.
+# AU-GACN arithmetic (C inputs, D trunk width, d node width, A AUs, K classes, 4 heads): 2-D trunk 9C(D/4) +
+#   9(D/4)(D/2) + 9(D/2)D convs + 2(D/4 + D/2 + D) BN (27 per weight for the 3-D trunk); AU queries AD; node
+#   projection Dd + d; GATConv 4d*d + 2*4d + d; GCNConv d*d + d; AU head d + 1; SAGPool's GCNConv d + 1 and 1;
+#   head (D + 2d)K + K.
 # timm resnet18: 11,176,512 without its fc, + 513 * K; the 7x7 stem has 64 * 49 weights per input channel.
 #   Its rows pass zero_init_last=False (a timm kwarg): timm zeroes each residual block's last BN scale, which
 #   leaves the block's other weights without gradient at initialisation; drop_rate > 0 for the dropout check.
@@ -269,6 +281,37 @@ MODEL_CASES = [
         "s5a arithmetic, the paper's shared recurrent 3x3: 352 + 3 * 10,432 + 99",
         has_dropout=False,
     ),
+    ModelCase(
+        "au_gacn-2d",
+        AU_GACN,
+        {"trunk": "2d", "width": 64, "node_dim": 64, "num_aus": 16},
+        (2, 3, 28, 28),
+        23_696 + 1_024 + 4_160 + 16_960 + 4_160 + 65 + 66 + 579,  # 50,710
+        (2, 3),
+        (2, 64 + 128),
+        "s6 reconstruction, models/au_gacn.py arithmetic",
+        fit_adjacency=True,
+        no_gradient=("au_head.weight", "au_head.bias", "pool.select.weight"),
+    ),
+    ModelCase(
+        "au_gacn-3d-sequence",
+        AU_GACN,
+        {"trunk": "3d", "in_chans": 2, "width": 32, "node_dim": 16, "num_aus": 8, "num_classes": 5},
+        (2, 6, 2, 24, 24),
+        (2 * 8 * 27 + 8 * 16 * 27 + 16 * 32 * 27 + 2 * 56)
+        + 8 * 32
+        + (32 * 16 + 16)
+        + (16 * 64 + 2 * 64 + 16)
+        + (16 * 16 + 16)
+        + 17
+        + 18
+        + (64 * 5 + 5),
+        (2, 5),
+        (2, 32 + 32),
+        "s6 reconstruction, models/au_gacn.py arithmetic (3-D trunk: 27 weights per kernel)",
+        fit_adjacency=True,
+        no_gradient=("au_head.weight", "au_head.bias", "pool.select.weight"),
+    ),
     # The generic checks run a tiny timm network (timm's own `test_resnet`, 372,979 parameters at 3 classes)
     # so they stay quick; resnet18's counts are checked without a forward pass below.
     ModelCase(
@@ -296,7 +339,12 @@ MODEL_CASES = [
 
 def build(case: ModelCase) -> torch.nn.Module:
     module_name, class_name = case.target.rsplit(".", 1)
-    return getattr(importlib.import_module(module_name), class_name)(**case.kwargs)
+    model = getattr(importlib.import_module(module_name), class_name)(**case.kwargs)
+    if case.fit_adjacency:
+        g = torch.Generator().manual_seed(0)
+        au = (torch.rand(64, model.num_aus, generator=g) < 0.4).float()
+        model.fit_adjacency(au, torch.ones_like(au, dtype=torch.bool))
+    return model
 
 
 def count_params(model: torch.nn.Module) -> int:
@@ -369,7 +417,11 @@ def test_gradients_reach_every_parameter(case: ModelCase) -> None:
     model = build(case).train()
     # Batch of 8 so that ReLU, max-pool and dropout leave every filter some path to the loss.
     model(*case.inputs(batch=8)).square().sum().backward()
-    dead = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    dead = [
+        name
+        for name, p in model.named_parameters()
+        if (p.grad is None or not p.grad.abs().sum() > 0) and name not in case.no_gradient
+    ]
     assert not dead, f"no gradient reached {dead}"
 
 
