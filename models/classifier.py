@@ -7,6 +7,9 @@ are built here with `self.parameters()`.
 Networks that also predict action units (`forward_with_aus` -> (logits, AU logits), e.g. AU-GACN) are trained
 on CE + au_loss_weight * BCE over the batch's known AUs (`au`, `au_mask` from datamodule.action_units): a
 clip whose AU is unknown adds nothing to that AU's loss, never a "not present".
+Networks trained in stages (ELRCN's frame CNN, then its LSTM) are told each training epoch (`set_epoch`)
+and give the training loss its logits and targets (`training_logits(*inputs, y=...)`); testing always uses
+their forward.
 There is no validation step on purpose: the held-out subject must never choose an epoch, a checkpoint or a
 learning rate. `test_step` collects per-sample probabilities so the fold's predictions can be written out.
 """
@@ -71,18 +74,27 @@ class MERClassifier(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         n = batch["y"].shape[0]
+        inputs = [batch[name] for name in self.inputs]
+        target = batch["y"]
         if self.au_loss_weight > 0:
-            logits, au_logits = self.net.forward_with_aus(*(batch[name] for name in self.inputs))
+            logits, au_logits = self.net.forward_with_aus(*inputs)
             au_loss = self.au_loss(au_logits, batch)
-            loss = self.loss(logits, batch["y"]) + self.au_loss_weight * au_loss
+            loss = self.loss(logits, target) + self.au_loss_weight * au_loss
             self.log("train/au_loss", au_loss, on_step=False, on_epoch=True, batch_size=n)
         else:
-            logits = self._logits(batch)
-            loss = self.loss(logits, batch["y"])
-        acc = (logits.argmax(1) == batch["y"]).float().mean()
+            if hasattr(self.net, "training_logits"):  # staged training: this stage's logits and targets
+                logits, target = self.net.training_logits(*inputs, y=target)
+            else:
+                logits = self(*inputs)
+            loss = self.loss(logits, target)
+        acc = (logits.argmax(1) == target).float().mean()
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
         self.log("train/acc", acc, on_step=False, on_epoch=True, batch_size=n)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        if hasattr(self.net, "set_epoch"):
+            self.net.set_epoch(self.current_epoch)
 
     def on_test_epoch_start(self) -> None:
         self._test_rows = []

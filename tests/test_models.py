@@ -57,7 +57,10 @@ RCN_W = "models.rcn.RCN_W"
 TIMM = "models.timm_backbone.TimmBackbone"
 STRCN = "models.strcn.STRCN"
 AU_GACN = "models.au_gacn.AUGACN"
+ELRCN_SE = "models.elrcn.ELRCN_SE"
+ELRCN_TE = "models.elrcn.ELRCN_TE"
 ALEXNET_227 = (2, 3, 227, 227)
+
 
 # STSTNet arithmetic: convs (3+5+8) * (9 * in_chans + 1), BN 2 * 16, FC 401 * num_classes.
 # OFF-ApexNet arithmetic: 2,572 per stream, FC1 (784 * in_chans + 1) * 1024, FC2 1,049,600, head 1025 * K.
@@ -71,9 +74,30 @@ ALEXNET_227 = (2, 3, 227, 227)
 #   9(D/4)(D/2) + 9(D/2)D convs + 2(D/4 + D/2 + D) BN (27 per weight for the 3-D trunk); AU queries AD; node
 #   projection Dd + d; GATConv 4d*d + 2*4d + d; GCNConv d*d + d; AU head d + 1; SAGPool's GCNConv d + 1 and 1;
 #   head (D + 2d)K + K.
+# ELRCN arithmetic: VGG-16 at width w (channels 64w..512w, fc 4096w), LSTM 4U(D + U) + 8U (two biases),
+#   Dense(128w), head; each VGG keeps its frame head (fc7 -> K) for stage one. Paper sizes on the meta device
+#   below; the rows here run at 1/16 width on 32x32 steps.
 # timm resnet18: 11,176,512 without its fc, + 513 * K; the 7x7 stem has 64 * 49 weights per input channel.
 #   Its rows pass zero_init_last=False (a timm kwarg): timm zeroes each residual block's last BN scale, which
 #   leaves the block's other weights without gradient at initialisation; drop_rate > 0 for the dropout check.
+def _elrcn_count(in_chans, width: float, classes: int) -> int:
+    """ELRCN's parameters by the arithmetic of models/elrcn.py (PyTorch's two LSTM biases)."""
+    scale = lambda v: max(1, round(v * width))  # noqa: E731
+    streams = [in_chans] if isinstance(in_chans, int) else list(in_chans)
+    total, frame_dim = 0, 0
+    for chans in streams:
+        previous = chans
+        for item in (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512):
+            total += 9 * previous * scale(item) + scale(item)
+            previous = scale(item)
+        hidden = scale(4096)
+        total += (previous * 49 + 1) * hidden + (hidden + 1) * hidden + (hidden + 1) * classes
+        frame_dim += hidden
+    units = scale(3000)
+    total += 4 * units * (frame_dim + units) + 8 * units
+    return total + (units + 1) * scale(128) + (scale(128) + 1) * classes
+
+
 MODEL_CASES = [
     ModelCase(
         "ststnet",
@@ -312,6 +336,29 @@ MODEL_CASES = [
         fit_adjacency=True,
         no_gradient=("au_head.weight", "au_head.bias", "pool.select.weight"),
     ),
+    ModelCase(
+        "elrcn_se-w1/16",
+        ELRCN_SE,
+        {"in_chans": 4, "width": 0.0625, "training": "end_to_end"},
+        (2, 3, 4, 32, 32),
+        _elrcn_count(4, 1 / 16, 5),
+        (2, 5),
+        (2, 8),
+        "s4 arithmetic at 1/16 width (models/elrcn.py)",
+        no_gradient=("cnns.0.frame_head.weight", "cnns.0.frame_head.bias"),  # stage one's head only
+    ),
+    ModelCase(
+        "elrcn_te-w1/16",
+        ELRCN_TE,
+        {"in_chans": (3, 1), "width": 0.0625, "training": "end_to_end", "num_classes": 3},
+        (2, 3, 3, 32, 32),
+        _elrcn_count((3, 1), 1 / 16, 3),
+        (2, 3),
+        (2, 8),
+        "s4 arithmetic at 1/16 width, two streams",
+        extra_input_shapes=((2, 3, 1, 32, 32),),
+        no_gradient=tuple(f"cnns.{i}.frame_head.{k}" for i in (0, 1) for k in ("weight", "bias")),
+    ),
     # The generic checks run a tiny timm network (timm's own `test_resnet`, 372,979 parameters at 3 classes)
     # so they stay quick; resnet18's counts are checked without a forward pass below.
     ModelCase(
@@ -381,6 +428,49 @@ def test_strcn_paper_counts(kwargs: dict, params: int) -> None:
     from models.strcn import STRCN
 
     assert count_params(STRCN(num_classes=3, **kwargs)) == params
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "params"),
+    [
+        # specs/models.md s4: SE-4ch 219,809,893 and TE-2 403,221,861 (Keras, one LSTM bias), + 12,000 with
+        # PyTorch's two, + 20,485 per stream for the stage-one frame head the spec counts apart.
+        ("ELRCN_SE", {}, 219_809_893 + 12_000 + 20_485),
+        ("ELRCN_SE", {"keras_lstm_bias": True}, 219_809_893 + 20_485),
+        ("ELRCN_SE", {"in_chans": 5}, 219_809_893 + 12_000 + 20_485 + 64 * 9),
+        ("ELRCN_TE", {}, 403_221_861 + 12_000 + 2 * 20_485),
+        ("ELRCN_TE", {"keras_lstm_bias": True}, 403_221_861 + 2 * 20_485),
+    ],
+)
+def test_elrcn_paper_counts(cls: str, kwargs: dict, params: int) -> None:
+    import models.elrcn
+
+    with torch.device("meta"):  # 220 M / 403 M parameters: counted, never allocated
+        model = getattr(models.elrcn, cls)(num_classes=5, **kwargs)
+    assert count_params(model) == params
+    assert _elrcn_count(model.in_chans, 1.0, 5) == params + (12_000 if kwargs.get("keras_lstm_bias") else 0)
+
+
+def test_elrcn_two_stage_training_trains_the_cnn_then_the_lstm() -> None:
+    from models.elrcn import ELRCN_SE
+
+    torch.manual_seed(0)
+    model = ELRCN_SE(num_classes=3, in_chans=2, width=1 / 16, cnn_epochs=2).train()
+    x, y = torch.randn(4, 5, 2, 32, 32), torch.tensor([0, 1, 2, 0])
+    model.set_epoch(1)
+    logits, target = model.training_logits(x, y=y)
+    assert logits.shape == (20, 3) and target.tolist() == y.repeat_interleave(5).tolist()  # frame labels
+    logits.sum().backward()
+    assert model.cnns[0].frame_head.weight.grad is not None and model.lstm.weight_ih_l0.grad is None
+    model.zero_grad(set_to_none=True)
+    model.set_epoch(2)
+    logits, target = model.training_logits(x, y=y)
+    assert logits.shape == (4, 3) and torch.equal(target, y)
+    logits.sum().backward()
+    assert model.lstm.weight_ih_l0.grad is not None
+    assert all(p.grad is None for p in model.cnns[0].parameters())  # the VGG is frozen in stage two
+    with pytest.raises(ValueError, match=r"sequences \(N, T, 2, H, W\)"):
+        model(torch.randn(4, 2, 32, 32))
 
 
 def test_strcn_shared_weights_are_one_tensor_and_inputs_are_checked() -> None:
@@ -856,9 +946,13 @@ def test_model_configs_name_one_input_per_forward_argument() -> None:
         module_name, class_name = target.rsplit(".", 1)
         forward = getattr(importlib.import_module(module_name), class_name).forward
         arguments = [p for p in inspect.signature(forward).parameters.values() if p.name != "self"]
-        assert len(inputs) == len(arguments), (
-            f"{name}: inputs {inputs} vs forward{[a.name for a in arguments]}"
-        )
+        if any(a.kind is inspect.Parameter.VAR_POSITIONAL for a in arguments):  # forward(*streams): ELRCN
+            named = [a for a in arguments if a.kind is not inspect.Parameter.VAR_POSITIONAL]
+            assert len(inputs) >= len(named), f"{name}: inputs {inputs} vs forward{[a.name for a in named]}"
+        else:
+            assert len(inputs) == len(arguments), (
+                f"{name}: inputs {inputs} vs forward{[a.name for a in arguments]}"
+            )
         assert len(set(inputs)) == len(inputs), name
 
 
