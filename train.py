@@ -229,6 +229,7 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
             num_workers=dm_cfg.num_workers,
             seed=cfg.seed + k,
             fold_transforms=fold_transforms,
+            generative_augment=_generative_augment(dm_cfg, cfg.seed + k),
         )
 
     def model(dm: MERDataModule) -> MERClassifier:
@@ -325,6 +326,17 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
         )
     run_log.say(format_table(summary))
     return run_dir
+
+
+def _generative_augment(dm_cfg, seed: int):
+    """`datamodule.au_generative` ({ratio, epochs, ...} of AUGenerativeAugment), fitted per fold on its
+    training subjects; absent or null for none."""
+    settings = dm_cfg.get("au_generative")
+    if not settings:
+        return None
+    from datamodules.au_generative import AUGenerativeAugment
+
+    return AUGenerativeAugment(**dict(settings), seed=seed)
 
 
 def _fold_transforms(dm_cfg) -> dict:

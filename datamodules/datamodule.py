@@ -381,6 +381,9 @@ class MERDataModule(L.LightningDataModule):
     fold_transforms: {input name: transform} learned from the fold's training subjects in `setup` (its
     `fit(array, train_rows)`) and applied last in `transform` (e.g. datamodules.active_pixels.ActivePixels,
     STRCN-A's pixels-by-time image). Each data module fits its own copy.
+    generative_augment: a `datamodules.au_generative.AUGenerativeAugment`, fitted in `setup` on the training
+    rows only; the training loader then serves those rows and the samples it generates (one named input,
+    held in memory, AU targets needed). Statistics and fold transforms still come from the real rows.
     """
 
     def __init__(
@@ -395,6 +398,7 @@ class MERDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         fold_transforms: Mapping | None = None,
+        generative_augment=None,
     ) -> None:
         super().__init__()
         if not 0 <= fold < len(folds):
@@ -423,6 +427,8 @@ class MERDataModule(L.LightningDataModule):
             )
         # Copies: a transform handed to every fold's data module must not carry one fold's fit into another.
         self.fold_transforms = {name: copy.deepcopy(t) for name, t in (fold_transforms or {}).items()}
+        self.generative_augment = copy.deepcopy(generative_augment)
+        self._train_set: FeatureSet | None = None  # the training rows plus generated ones, when asked for
         self.num_workers = num_workers
         self.seed = seed
         self.train_idx, self.test_idx = split_indices(features.subjects, self.fold)
@@ -469,6 +475,37 @@ class MERDataModule(L.LightningDataModule):
         for name, fold_transform in self.fold_transforms.items():
             # Fitted on raw training rows only; the held-out subject's clips are never read here.
             fold_transform.fit(self.features.inputs[name], self.train_idx)
+        if self.generative_augment is not None:
+            self._train_set = self._generated_training_set()
+
+    def _generated_training_set(self) -> FeatureSet:
+        from datamodules.au_generative import extended_training_rows
+
+        f = self.features
+        if f.au is None:
+            raise ValueError("datamodule.au_generative needs AU targets: set datamodule.action_units")
+        inputs, y, au, au_mask = extended_training_rows(
+            f.inputs, f.y, f.au, f.au_mask, self.train_idx, self.generative_augment
+        )
+        extra = len(y) - len(self.train_idx)
+        log.info("fold %s: %d generated training samples", self.fold.name, extra)
+
+        def rows(values: list) -> list:
+            return [values[i] for i in self.train_idx]
+
+        return FeatureSet(
+            inputs=inputs,
+            channels=f.channels,
+            y=y,
+            sample_ids=rows(f.sample_ids) + [f"generated/{k}" for k in range(extra)],
+            subjects=rows(f.subjects) + ["generated"] * extra,
+            datasets=rows(f.datasets) + ["generated"] * extra,
+            clips=rows(f.clips) + [f"generated{k}" for k in range(extra)],
+            classes=f.classes,
+            au=au,
+            au_mask=au_mask,
+            au_names=f.au_names,
+        )
 
     def transform(self, x: torch.Tensor, train: bool, name: str = SINGLE_INPUT) -> torch.Tensor:
         """Raw input `name` -> network input: augment (train only), normalise per sample, standardise."""
@@ -498,8 +535,10 @@ class MERDataModule(L.LightningDataModule):
         training = self.trainer is not None and self.trainer.training
         return self.transform_batch(batch, train=training)
 
-    def _loader(self, indices: Sequence[int], shuffle: bool) -> DataLoader:
-        data = _FoldData(self.features, indices)
+    def _loader(
+        self, indices: Sequence[int], shuffle: bool, features: FeatureSet | None = None
+    ) -> DataLoader:
+        data = _FoldData(features or self.features, indices)
         return DataLoader(
             data,
             batch_size=self.batch_size,
@@ -511,6 +550,9 @@ class MERDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        if self.generative_augment is not None:
+            self.setup()
+            return self._loader(range(len(self._train_set)), shuffle=True, features=self._train_set)
         return self._loader(self.train_idx, shuffle=True)
 
     def test_dataloader(self) -> DataLoader:

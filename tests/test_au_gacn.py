@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from datamodules.datamodule import FeatureSet, MERDataModule
@@ -108,3 +109,42 @@ def test_a_batch_of_graphs_one_per_clip():
     # Each clip's graph is its own: one clip's output does not depend on the others in the batch.
     with torch.no_grad():
         torch.testing.assert_close(net(x[:1]), net(x)[:1], rtol=1e-5, atol=1e-5)
+
+
+def test_generative_augmentation_learns_from_the_training_subjects_only():
+    from datamodules.au_generative import AUGenerativeAugment
+
+    subjects = ["synthetic/s01"] * 4 + ["synthetic/s02"] * 6 + ["synthetic/s03"] * 6
+    au = torch.zeros(16, 4)
+    au[:4, 3] = 1.0  # AU 26 only in the held-out subject
+    au[4:, 0] = 1.0
+    au[10:, 1] = 1.0
+    features = _feature_set(au, subjects)
+    features.x[:4] += 1000.0  # and a pixel pattern only it has
+    augment = AUGenerativeAugment(ratio=2.0, epochs=20, batch_size=8)
+    dm = MERDataModule(
+        features, loso_folds(subjects), fold=0, normalize="none", generative_augment=augment, batch_size=64
+    )
+    dm.setup("fit")
+    generated = dm._train_set
+    assert len(generated) == 12 + 24 and augment.model is None  # the data module fitted its own copy
+    x_new, au_new = generated.x[12:], generated.au[12:]
+    assert x_new.abs().max() < 100  # nothing of the held-out subject's +1000
+    assert not au_new[:, 3].any()  # no AU 26: only AU combinations of the training clips
+    assert {tuple(r) for r in au_new.tolist()} <= {tuple(r) for r in au[4:].tolist()}
+    assert set(generated.subjects[12:]) == {"generated"}
+    batches = list(dm.train_dataloader())
+    assert sum(len(b["y"]) for b in batches) == 36
+    assert all(not sid.startswith("synthetic/s01") for b in batches for sid in b["sample_id"])
+    # Test batches are the held-out subject's real clips only.
+    assert [s for b in dm.test_dataloader() for s in b["sample_id"]] == features.sample_ids[:4]
+
+
+def test_generative_augmentation_needs_au_targets_and_one_input():
+    from datamodules.au_generative import AUGenerativeAugment, extended_training_rows
+
+    x = torch.randn(6, 2, 4, 4)
+    with pytest.raises(ValueError, match="action_units"):
+        AUGenerativeAugment().fit(x, None, None)
+    with pytest.raises(ValueError, match="one input"):
+        extended_training_rows({"a": x, "b": x}, torch.zeros(6), None, None, [0, 1], AUGenerativeAugment())
