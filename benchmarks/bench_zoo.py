@@ -25,16 +25,37 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import run_train  # noqa: E402  (the wall-time and peak-RSS wrapper)
 
-EXPERIMENTS = ["ststnet_cpu", "off_apexnet_cpu", "sssn_cpu", "dssn_cpu", "rcn_a_cpu", "timm_cpu"]
+EXPERIMENTS = [
+    "ststnet_cpu",
+    "off_apexnet_cpu",
+    "sssn_cpu",
+    "dssn_cpu",
+    "rcn_a_cpu",
+    "timm_cpu",
+    "strcn_g_cpu",
+    "strcn_a_cpu",
+    "elrcn_se_cpu",
+    "elrcn_te_cpu",
+    "au_gacn_cpu",
+]
+# Experiments with named inputs: magnification goes on each of them.
+NAMED_INPUTS = {"dssn": ("stream_a", "stream_b"), "elrcn_te": ("flow", "strain")}
 DATA = ["synthetic", "synthetic_casme2like"]
 MAGNIFY = "{method:eulerian,alpha:8,lambda_c:16,temporal:iir,r1:0.4,r2:0.05}"
 
 
 def magnify_overrides(experiment: str) -> list[str]:
-    # DSSN has two named inputs; every other recipe one.
-    if experiment.startswith("dssn"):
-        return [f"+features.inputs.{name}.magnify={MAGNIFY}" for name in ("stream_a", "stream_b")]
+    names = NAMED_INPUTS.get(experiment.removesuffix("_cpu"))
+    if names:
+        return [f"+features.inputs.{name}.magnify={MAGNIFY}" for name in names]
+    if experiment.startswith("strcn_g"):  # its recipe magnifies already (apex_flow_magnified)
+        return []
     return [f"+features.magnify={MAGNIFY}"]
+
+
+def raw_overrides(experiment: str) -> list[str]:
+    """What a run without magnification adds: nothing, except for the recipe that magnifies by default."""
+    return ["features.magnify=null"] if experiment.startswith("strcn_g") else []
 
 
 def main() -> None:
@@ -77,7 +98,7 @@ def main() -> None:
                     "progress=false",
                     f"run_dir={run_dir}",
                     f"cache_dir={work / 'cache'}",
-                    *(magnify_overrides(experiment) if magnify else []),
+                    *(magnify_overrides(experiment) if magnify else raw_overrides(experiment)),
                     *args.override,
                 ]
                 wall, peak, _ = run_train(overrides, env)
