@@ -132,9 +132,19 @@ def take(array, rows: torch.Tensor) -> torch.Tensor:
 
 def stream_path(cache_dir: str | Path | None, spec_key: str) -> Path:
     """A new file for a streamed input: <cache_dir>/streams/<spec key>-<pid>-<random>.npy (the system's temp
-    folder without a cache). One per process and input; deleted when the run ends."""
+    folder without a cache). One per process and input; deleted when the run ends. Files that killed runs
+    left behind (their pid no longer runs) are deleted first: each can be gigabytes."""
     root = Path(cache_dir) if cache_dir is not None else Path(tempfile.gettempdir()) / "merlin"
-    return root / "streams" / f"{spec_key[:16]}-{os.getpid()}-{secrets.token_hex(4)}.npy"
+    folder = root / "streams"
+    for old in folder.glob("*-*-*.npy") if folder.is_dir() else ():
+        try:
+            pid = int(old.name.split("-")[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            old.unlink(missing_ok=True)  # its process is gone
+        except (ValueError, IndexError, PermissionError, OSError):
+            continue  # not ours, or another user's live process
+    return folder / f"{spec_key[:16]}-{os.getpid()}-{secrets.token_hex(4)}.npy"
 
 
 def feature_specs(spec) -> dict:

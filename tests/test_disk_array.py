@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import pickle
 
 import numpy as np
@@ -161,3 +162,23 @@ def test_temporal_jitter_is_training_only_and_sequence_only():
     batch = next(iter(dm.test_dataloader()))
     torch.testing.assert_close(dm.transform_batch(batch, train=False)["seq"], batch["seq"])
     assert not torch.equal(dm.transform_batch(batch, train=True)["seq"], batch["seq"])
+
+
+def test_stream_files_of_dead_runs_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    from datamodules.datamodule import stream_path
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    folder = tmp_path / "streams"
+    folder.mkdir()
+    stale = folder / f"{'a' * 16}-{int(dead.stdout)}-0000.npy"
+    alive = folder / f"{'b' * 16}-{os.getpid()}-0000.npy"
+    stale.write_bytes(b"x")
+    alive.write_bytes(b"x")
+    path = stream_path(tmp_path, "c" * 64)
+    assert path.parent == folder and path.name.startswith("c" * 16 + f"-{os.getpid()}-")
+    assert not stale.exists() and alive.exists()
