@@ -243,15 +243,21 @@ def _rows(array, rows: list[int]):
     return array.subset(rows) if isinstance(array, DiskArray) else array[rows]
 
 
+# Rows per chunk of the streamed statistics: as many as fit in this many bytes (at least one). Each chunk is
+# held about four times (float32 rows, normalised, float64, its square): 128 MiB keeps that near 0.5 GiB.
+STATISTICS_CHUNK_BYTES = 128 * 2**20
+
+
 def training_statistics(
-    array, rows: Sequence[int], normalize: str, method: str, chunk: int = 64
+    array, rows: Sequence[int], normalize: str, method: str, chunk: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, std) that `standardize=method` subtracts and divides by, from rows `rows` of `array` after
     `normalize`: "channel" per channel over samples, (time steps) and pixels; "zero_center" the mean map
     (STSTNet's MATLAB 'zerocenter'), std 1; "none" (0, 1).
 
-    A tensor is reduced at once (as always); any other input (a DiskArray) in chunks of `chunk` rows,
-    accumulated in float64, so the statistics of an input larger than memory never hold more than a chunk.
+    A tensor is reduced at once (as always); any other input (a DiskArray) in chunks of `chunk` rows (by
+    default as many as fit in STATISTICS_CHUNK_BYTES), accumulated in float64, so the statistics of an input
+    larger than memory never hold more than a chunk.
     """
     if method == "none":
         return torch.zeros(1), torch.ones(1)
@@ -266,6 +272,9 @@ def training_statistics(
     total = total_sq = None
     count = 0
     rows = list(rows)
+    if chunk is None:
+        row_bytes = 4 * int(np.prod(array.shape[1:]))
+        chunk = max(1, STATISTICS_CHUNK_BYTES // row_bytes)
     for start in range(0, len(rows), chunk):
         part = normalize_per_sample(take(array, torch.as_tensor(rows[start : start + chunk])), normalize)
         part = part.double()
