@@ -144,7 +144,7 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
 
     from hydra.utils import instantiate
 
-    from datamodules.protocols import label_map, make_folds
+    from datamodules.protocols import HOLDOUT, label_map, make_folds
 
     labels = label_map(cfg.data.label_map)
     read = instantiate(cfg.data.reader)  # a datamodules.readers.base.ReadResult
@@ -155,7 +155,9 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
     from datamodules.datamodule import MERDataModule, build_feature_set
     from evaluation.reports import format_table, write_reports
     from models.classifier import MERClassifier
+    from models.finetune import frozen_norm_layers, parameter_groups
     from preprocessing.cache import sample_key
+    from training.checkpoints import checkpoint_path, single_model
     from training.loggers import log_summary, make_loggers
     from training.loop import FoldFactories, quiet_lightning, train_folds
     from training.rundir import data_records, experiment_identity, prepare_run_dir
@@ -188,7 +190,13 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
         log.debug("excluded %s: %s", exclusion.sample_id, exclusion.reason)
     for _, reason in features.unreadable:
         log.warning("dropped %s (data.strict=true makes this an error)", reason)
-    folds = make_folds(cfg.data.protocol, features.subjects, features.datasets)
+    holdout = cfg.data.get("holdout") if cfg.data.protocol == HOLDOUT else None
+    folds = make_folds(
+        cfg.data.protocol,
+        features.subjects,
+        features.datasets,
+        holdout=None if holdout is None else OmegaConf.to_container(holdout),
+    )
     check_fold(cfg.fold, len(folds))
     log.info(
         "%s: %d samples (%d excluded by the %s label map), %d subjects, %d folds, features %s",
@@ -246,10 +254,12 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
                 )
             rows = torch.as_tensor(dm.train_idx, dtype=torch.long)
             net.fit_adjacency(features.au[rows], features.au_mask[rows])
+        init_report = _initialise(cfg, net, dm.fold, len(features.classes))
         loss = instantiate(cfg.model.loss)(class_counts=dm.train_class_counts)
         scheduler = instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None
         optimizer = instantiate(cfg.model.optimizer)
-        return MERClassifier(
+        head_lr = cfg.model.get("head_lr")
+        module = MERClassifier(
             net,
             loss,
             optimizer,
@@ -257,7 +267,11 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
             features.classes,
             inputs=consumed,
             au_loss_weight=float(cfg.model.get("au_loss_weight", 0.0)),
+            param_groups=parameter_groups(net, None, head_lr, len(features.classes)),
+            frozen_norms=frozen_norm_layers(net),
         )
+        module.init_report = init_report
+        return module
 
     run_dir = Path(cfg.run_dir)
     run_name = f"{cfg.experiment_name}-{run_dir.name}"
@@ -278,6 +292,8 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
         return instantiate(cfg.trainer, logger=fold_loggers or False, callbacks=callbacks)
 
     only = None if cfg.fold is None else [int(cfg.fold)]
+    # Every fold's starting weights are found and checked for subject overlap before anything is claimed.
+    check_init_from(cfg, folds, only)
     # Build the first fold's parts now, so a bad optimizer, loss, network or trainer setting fails before
     # the run directory is claimed (nothing is trained; each fold builds its own parts again, seeded).
     quiet_lightning()
@@ -297,7 +313,9 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
     records = data_records(
         kept, [features.classes[int(y)] for y in features.y], [feature_key(s) for s in kept]
     )
-    prepare_run_dir(run_dir, cfg.experiment_name, settings, features.classes, folds, records)
+    everyone = set(features.subjects)
+    train_subjects = [sorted(everyone - fold.test_subjects) for fold in folds]
+    prepare_run_dir(run_dir, cfg.experiment_name, settings, features.classes, folds, records, train_subjects)
     run_log.open(run_dir)
     if on_claim is not None:
         on_claim(run_dir)
@@ -310,7 +328,14 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
         only=only,
         progress=cfg.progress,
         identity=experiment_identity(settings, features.classes, records),
+        experiment=cfg.experiment_name,
     )
+    if single_model(folds) and not folds[0].test_subjects:
+        run_log.say(
+            f"trained one model on all {len(everyone)} subjects ({len(features)} samples): not an "
+            f"evaluation, nothing was held out. Weights: {checkpoint_path(run_dir, 0, folds)}"
+        )
+        return run_dir
     summary = write_reports(run_dir)
     if not summary["folds_missing"]:
         log_summary(
@@ -326,6 +351,49 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
         )
     run_log.say(format_table(summary))
     return run_dir
+
+
+def _initialise(cfg: DictConfig, net, fold, num_classes: int):
+    """Start `net` from `model.init_from` (if set) for this fold, then freeze what `model.freeze` /
+    `model.freeze_stages` name. Returns the InitReport, or None when the network starts from scratch."""
+    from models.finetune import freeze, initialise_from
+
+    report = None
+    init_from = cfg.model.get("init_from")
+    if init_from:
+        report = initialise_from(
+            net,
+            init_from,
+            fold.index,
+            fold.name,
+            fold.test_subjects,
+            allow_overlap=bool(cfg.model.get("allow_overlap", False)),
+        )
+    names = [str(n) for n in (cfg.model.get("freeze") or [])]
+    try:
+        frozen = freeze(net, names, int(cfg.model.get("freeze_stages") or 0), num_classes)
+    except ValueError as err:
+        raise SettingError("model.freeze", names, str(err)) from err
+    if report is not None:
+        report.frozen = frozen
+    return report
+
+
+def check_init_from(cfg: DictConfig, folds, only) -> None:
+    """Each wanted fold's `model.init_from` file exists, is safe to read and, unless model.allow_overlap,
+    was not trained on the fold's held-out subjects (raises CheckpointError / OverlapError naming it)."""
+    init_from = cfg.model.get("init_from")
+    if not init_from:
+        return
+    from models.finetune import overlap_error
+    from training.checkpoints import overlap, read_provenance, resolve_init_from
+
+    allow = bool(cfg.model.get("allow_overlap", False))
+    for k in only if only is not None else range(len(folds)):
+        path = resolve_init_from(init_from, k)
+        seen = overlap(read_provenance(path), folds[k].test_subjects)
+        if seen and not allow:
+            raise overlap_error(path, seen, folds[k].name)
 
 
 def _generative_augment(dm_cfg, seed: int):

@@ -8,6 +8,7 @@ subjects that share a number.
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,13 @@ class LabelMap:
 
 
 _CASME2_NEG = {"disgust": "negative", "repression": "negative"}
+_CKPLUS_CLASSES = ("anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise")
+_CKPLUS_LIKE = ("ckplus", "synthetic_macro")  # CK+ and the synthetic database in its words
+_CKPLUS_MEGC = {
+    **{w: "negative" for w in ("anger", "contempt", "disgust", "fear", "sadness")},
+    "happy": "positive",
+    "surprise": "surprise",
+}
 _SAMM_NEG = {w: "negative" for w in ("Anger", "Contempt", "Disgust", "Fear", "Sadness")}
 
 LABEL_MAPS: dict[str, LabelMap] = {
@@ -167,22 +175,55 @@ LABEL_MAPS: dict[str, LabelMap] = {
     ),
     "ckplus_7class": LabelMap(
         "ckplus_7class",
-        ("anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise"),
-        {"ckplus": {w: w for w in ("anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise")}},
+        _CKPLUS_CLASSES,
+        {"ckplus": {w: w for w in _CKPLUS_CLASSES}},
+    ),
+    # The synthetic CK+-like macro database (data=synthetic_macro): CK+'s words, ckplus_7class's order.
+    "synthetic_macro_7class": LabelMap(
+        "synthetic_macro_7class",
+        _CKPLUS_CLASSES,
+        {"synthetic_macro": {w: w for w in _CKPLUS_CLASSES}},
     ),
     # CK+ in the MEGC2019 classes, for macro-to-micro transfer. (EMR's code maps sadness to *positive*, a
-    # known bug: specs/models.md 12.9.)
+    # known bug: specs/models.md 12.9.) CK+ has no neutral-labelled sequence (code 0 is never a label and
+    # read_ckplus rejects it; unlabelled sequences are `unlabelled`, which no map covers), so there is no
+    # `neutral` entry to drop.
     "ckplus_megc": LabelMap(
         "ckplus_megc",
         ("negative", "positive", "surprise"),
+        {d: _CKPLUS_MEGC for d in _CKPLUS_LIKE},
+    ),
+    # CK+ in the CASME II five-class protocol's classes and order (casme2_5class, synthetic_casme2like). Only
+    # three have a posed counterpart; anger, contempt, fear and sadness are dropped on purpose, as
+    # casme2_5class drops CASME II's own fear and sadness (repression and others have no CK+ word at all).
+    "ckplus_casme2_5class": LabelMap(
+        "ckplus_casme2_5class",
+        ("happiness", "surprise", "disgust", "repression", "others"),
         {
-            "ckplus": {
-                **{w: "negative" for w in ("anger", "contempt", "disgust", "fear", "sadness")},
-                "happy": "positive",
+            d: {
+                "happy": "happiness",
                 "surprise": "surprise",
+                "disgust": "disgust",
+                **{w: None for w in ("anger", "contempt", "fear", "sadness")},
             }
+            for d in _CKPLUS_LIKE
         },
     ),
+}
+
+# Macro source label space -> {micro protocol's label map: the macro label map whose classes are the micro
+# map's classes in the same order}, so macro pretraining's head is the micro model's head, class for class.
+# "ckplus" covers CK+ itself and the synthetic CK+-like database (both maps cover datasets ckplus and
+# synthetic_macro).
+MACRO_LABEL_MAPS: dict[str, dict[str, str]] = {
+    "ckplus": {
+        "megc2019": "ckplus_megc",
+        "synthetic": "ckplus_megc",
+        "smic_3class": "ckplus_megc",
+        "casme3_3class": "ckplus_megc",
+        "casme2_5class": "ckplus_casme2_5class",
+        "synthetic_casme2like": "ckplus_casme2_5class",
+    },
 }
 
 
@@ -191,6 +232,26 @@ def label_map(name: str) -> LabelMap:
         return LABEL_MAPS[name]
     except KeyError:
         raise ValueError(f"unknown label map {name!r}; known: {sorted(LABEL_MAPS)}") from None
+
+
+def macro_label_map(micro_label_map: str, source: str = "ckplus") -> LabelMap:
+    """The label map of macro source `source` whose classes are `micro_label_map`'s, in the same order (so
+    class index k means the same emotion in pretraining and fine-tuning). ValueError for a pair not in
+    `MACRO_LABEL_MAPS`."""
+    name = MACRO_LABEL_MAPS.get(source, {}).get(micro_label_map)
+    if name is None:
+        known = sorted((s, m) for s, maps in MACRO_LABEL_MAPS.items() for m in maps)
+        raise ValueError(
+            f"no macro label map for micro label map {micro_label_map!r} from macro source {source!r}; "
+            f"known (source, micro) pairs: {known}"
+        )
+    macro, micro = label_map(name), label_map(micro_label_map)
+    if macro.classes != micro.classes:
+        raise ValueError(
+            f"macro label map {name!r} has classes {macro.classes}, micro label map {micro_label_map!r} "
+            f"{micro.classes}: MACRO_LABEL_MAPS pairs maps whose classes differ"
+        )
+    return macro
 
 
 # -------------------------------------------------------------------------------------------------------
@@ -233,19 +294,67 @@ def lodo_folds(subjects: Sequence[str], datasets: Sequence[str]) -> list[Fold]:
     return [Fold(i, d, frozenset(by_dataset[d])) for i, d in enumerate(sorted(by_dataset))]
 
 
-def make_folds(protocol: str, subjects: Sequence[str], datasets: Sequence[str]) -> list[Fold]:
+def holdout_fold(subjects: Sequence[str], test_subjects: int | float = 0.2, seed: int = 0) -> list[Fold]:
+    """One subject-disjoint train/test split: `test_subjects` subjects (an int) or that fraction of them (a
+    float in (0, 1), at least one), drawn with `seed`, are held out. For pre-training on a macro source,
+    where a full LOSO is neither needed nor affordable."""
+    unique = sorted(set(subjects), key=natural_key)
+    if isinstance(test_subjects, bool) or not isinstance(test_subjects, int | float):
+        raise ValueError(f"holdout test_subjects={test_subjects!r}: expected a count or a fraction")
+    if isinstance(test_subjects, float):
+        if not 0 < test_subjects < 1:
+            raise ValueError(f"holdout test_subjects={test_subjects}: a fraction must lie in (0, 1)")
+        count = max(1, round(test_subjects * len(unique)))
+    else:
+        count = test_subjects
+    if not 1 <= count < len(unique):
+        raise ValueError(
+            f"holdout test_subjects={test_subjects}: {len(unique)} subjects leave no subject-disjoint "
+            f"split of {count} held out (need 1 <= count < {len(unique)})"
+        )
+    rng = random.Random(seed)
+    held = frozenset(rng.sample(unique, count))
+    return [Fold(0, HOLDOUT, held)]
+
+
+def all_subjects_fold(subjects: Sequence[str]) -> list[Fold]:
+    """Train on every subject, test on none: a model for use, not an evaluation (no predictions)."""
+    if not subjects:
+        raise ValueError("protocol 'all' needs at least one sample")
+    return [Fold(0, ALL_SUBJECTS, frozenset())]
+
+
+# The protocols whose one fold is not a subject's name; their checkpoint is RUN_DIR/last.ckpt.
+HOLDOUT, ALL_SUBJECTS = "holdout", "all"
+PROTOCOLS = ("loso", "lodo", HOLDOUT, ALL_SUBJECTS)
+
+
+def make_folds(
+    protocol: str,
+    subjects: Sequence[str],
+    datasets: Sequence[str],
+    holdout: Mapping | None = None,
+) -> list[Fold]:
+    """The folds of `protocol` over the samples' subjects and databases.
+
+    holdout: for protocol "holdout", {test_subjects: count or fraction, seed}; ignored otherwise.
+    """
     if protocol == "loso":
         return loso_folds(subjects)
     if protocol == "lodo":
         return lodo_folds(subjects, datasets)
-    raise ValueError(f"unknown protocol {protocol!r}; choose 'loso' or 'lodo'")
+    if protocol == HOLDOUT:
+        return holdout_fold(subjects, **dict(holdout or {}))
+    if protocol == ALL_SUBJECTS:
+        return all_subjects_fold(subjects)
+    raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
 
 
 def split_indices(subjects: Sequence[str], fold: Fold) -> tuple[list[int], list[int]]:
     """(train, test) sample indices of a fold; the test subjects never appear in train."""
     train = [i for i, s in enumerate(subjects) if s not in fold.test_subjects]
     test = [i for i, s in enumerate(subjects) if s in fold.test_subjects]
-    if not test:
+    if not test and fold.test_subjects:
         raise ValueError(f"fold {fold.name!r} has no test samples")
     if not train:
         raise ValueError(f"fold {fold.name!r} leaves no training samples")

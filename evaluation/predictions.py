@@ -32,6 +32,9 @@ from utils.atomic import atomic_write_bytes, atomic_write_json
 RUN_FORMAT = 2
 # The run.json fields train.py writes, each with its checksum in `checksums`.
 RUN_FIELDS = ("format", "experiment", "fingerprint", "classes", "folds", "settings", "data")
+# Fields added later, checksummed when present; a run.json written before them stays valid without them.
+# train_subjects: per fold (in fold order), the subjects its checkpoint was trained on.
+OPTIONAL_RUN_FIELDS = ("train_subjects",)
 # What a fold record must agree on with run.json (and its fold entry) for the fold to be trusted.
 IDENTITY_KEYS = ("fingerprint", "data_fingerprint", "classes", "name", "test_subjects")
 
@@ -53,8 +56,9 @@ def digest(obj: object) -> str:
 
 
 def run_checksums(info: Mapping) -> dict[str, str]:
-    """Checksum of each RUN_FIELDS entry of a run.json dict (absent fields are left out)."""
-    return {name: digest(info[name]) for name in RUN_FIELDS if name in info}
+    """Checksum of each RUN_FIELDS (and OPTIONAL_RUN_FIELDS) entry of a run.json dict (absent fields are
+    left out)."""
+    return {name: digest(info[name]) for name in (*RUN_FIELDS, *OPTIONAL_RUN_FIELDS) if name in info}
 
 
 def predictions_dir(run_dir: str | Path) -> Path:
@@ -330,6 +334,12 @@ def _check_integrity(path: Path, info: Mapping) -> None:
                 f"{path}: field {name!r} is missing; this is not the run.json train.py wrote"
             )
         if checksums.get(name) != digest(info[name]):
+            raise EvaluationError(
+                f"{path}: field {name!r} is not what train.py wrote (it was edited: its checksum differs). "
+                "Restore it, or train into a new run_dir"
+            )
+    for name in OPTIONAL_RUN_FIELDS:
+        if (name in info or name in checksums) and checksums.get(name) != digest(info.get(name)):
             raise EvaluationError(
                 f"{path}: field {name!r} is not what train.py wrote (it was edited: its checksum differs). "
                 "Restore it, or train into a new run_dir"

@@ -72,6 +72,11 @@ def _scores(frame: pd.DataFrame, classes: Sequence[str]) -> dict:
 def _summarize(run_dir: Path, info: Mapping, frame: pd.DataFrame) -> dict:
     classes = list(info["classes"])
     folds = _fold_table(info)
+    if frame.empty and len(folds) == 1 and not info["folds"][0].get("test_subjects"):
+        raise EvaluationError(
+            f"{run_dir} trained one model on all subjects (data.protocol=all): nothing was held out, so "
+            f"there is nothing to evaluate; its weights are {run_dir / 'last.ckpt'}"
+        )
     if frame.empty:
         raise EvaluationError(
             f"{run_dir} has no finished folds yet (0/{len(folds)}: no predictions/fold_NNN.csv); "

@@ -37,7 +37,13 @@ class MERClassifier(L.LightningModule):
         class_names: Sequence[str] = (),
         inputs: Sequence[str] = ("x",),
         au_loss_weight: float = 0.0,
+        param_groups: Sequence[dict] | None = None,
+        frozen_norms: Sequence[nn.Module] = (),
     ) -> None:
+        """param_groups: optimizer groups over the network's parameters (models.finetune.parameter_groups:
+        a head with its own lr; frozen parameters left out), None for all parameters at the optimizer's lr.
+        frozen_norms: normalisation layers of a frozen part, kept in eval mode so their running statistics
+        stay those of the weights they were loaded with (models.finetune.frozen_norm_layers)."""
         super().__init__()
         if not inputs:
             raise ValueError("a classifier consumes at least one named input")
@@ -54,12 +60,23 @@ class MERClassifier(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.class_names = tuple(class_names)
-        self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"])
+        self.save_hyperparameters(
+            ignore=["net", "loss", "optimizer", "scheduler", "param_groups", "frozen_norms"]
+        )
+        self.param_groups = None if param_groups is None else list(param_groups)
+        # A plain list, not a ModuleList: the layers are the network's own, not new submodules.
+        self.frozen_norms = list(frozen_norms)
         self._test_rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.test_predictions: dict[str, np.ndarray] | None = None
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.net(*inputs)
+
+    def train(self, mode: bool = True) -> MERClassifier:
+        super().train(mode)
+        for layer in self.frozen_norms:
+            layer.eval()
+        return self
 
     def _logits(self, batch: dict) -> torch.Tensor:
         return self(*(batch[name] for name in self.inputs))
@@ -120,7 +137,12 @@ class MERClassifier(L.LightningModule):
         )
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
+        if self.param_groups is not None:
+            optimizer = self.optimizer_factory(self.param_groups)
+        elif all(p.requires_grad for p in self.parameters()):
+            optimizer = self.optimizer_factory(self.parameters())
+        else:  # a frozen part: the optimizer holds (and decays) only what trains
+            optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer)}}

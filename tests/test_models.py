@@ -59,6 +59,7 @@ STRCN = "models.strcn.STRCN"
 AU_GACN = "models.au_gacn.AUGACN"
 ELRCN_SE = "models.elrcn.ELRCN_SE"
 ELRCN_TE = "models.elrcn.ELRCN_TE"
+EMR = "models.emr.EMR"
 ALEXNET_227 = (2, 3, 227, 227)
 
 
@@ -358,6 +359,22 @@ MODEL_CASES = [
         "s4 arithmetic at 1/16 width, two streams",
         extra_input_shapes=((2, 3, 1, 32, 32),),
         no_gradient=tuple(f"cnns.{i}.frame_head.{k}" for i in (0, 1) for k in ("weight", "bias")),
+    ),
+    ModelCase(
+        "emr-shallow",
+        EMR,
+        {"backbone": "shallow"},
+        (2, 3, 28, 28),
+        43_162,
+        (2, 3),
+        (2, 128),
+        "s7a heads on the shallow CPU trunk, models/emr.py arithmetic (resnet18: tests/test_emr.py)",
+        # The auxiliary and domain heads are trained by the EMR recipe's losses, not by the main logits.
+        no_gradient=tuple(
+            f"{m}.{k}"
+            for m in ("classifier_top", "classifier_bottom", *(f"discriminator.{i}" for i in (0, 3, 6)))
+            for k in ("weight", "bias")
+        ),
     ),
     # The generic checks run a tiny timm network (timm's own `test_resnet`, 372,979 parameters at 3 classes)
     # so they stay quick; resnet18's counts are checked without a forward pass below.

@@ -23,10 +23,21 @@ import pandas as pd
 from datamodules.datamodule import FeatureSet, MERDataModule
 from datamodules.protocols import Fold
 from evaluation.predictions import fold_path, fold_problem, write_fold_predictions
+from training.checkpoints import (
+    CheckpointError,
+    checkpoint_path,
+    encode_checkpoint,
+    provenance,
+    read_provenance,
+    write_checkpoint,
+)
 from training.interrupt import RunInterrupted
 from training.loggers import close_loggers
+from utils.atomic import atomic_write_json
 
 log = logging.getLogger(__name__)
+
+INIT_REPORT_NAME = "init_report.json"  # beside the fold's checkpoint: what model.init_from loaded
 
 
 @dataclass
@@ -85,6 +96,12 @@ class _FoldProgress(L.Callback):
         self.bar.set_postfix_str(text, refresh=False)
 
 
+def train_subjects_of(features: FeatureSet, datamodule: MERDataModule) -> list[str]:
+    """Every subject whose samples a fold's model is fitted on (its checkpoint's provenance)."""
+    extra = getattr(datamodule, "extra_train_subjects", ())  # e.g. a macro source in every training set
+    return sorted({features.subjects[i] for i in datamodule.train_idx} | set(extra))
+
+
 def train_fold(
     features: FeatureSet,
     folds: Sequence[Fold],
@@ -94,7 +111,11 @@ def train_fold(
     seed: int,
     bar=None,
     identity: Mapping | None = None,
-) -> pd.DataFrame:
+    experiment: str = "",
+) -> pd.DataFrame | None:
+    """Train fold k, test it on its held-out subjects, write its predictions, then its checkpoint
+    (training.checkpoints). A fold without test subjects (protocol `all`) writes only the checkpoint and
+    returns None."""
     fold = folds[k]
     log.info("fold %s (%d of %d): training", fold.name, k + 1, len(folds))
     start = time.perf_counter()
@@ -102,15 +123,28 @@ def train_fold(
     datamodule = build.datamodule(k)
     datamodule.setup("fit")
     model = build.model(datamodule)
+    init_report = getattr(model, "init_report", None)  # models.finetune.InitReport, when model.init_from
+    if init_report is not None:
+        log.log(logging.WARNING if init_report.overlap else logging.INFO, "%s", init_report)
+        atomic_write_json(
+            checkpoint_path(run_dir, k, folds).parent / INIT_REPORT_NAME,
+            init_report.as_dict(),
+            what="initialisation report",
+        )
     loggers = build.loggers(fold)
     failed = True
     try:
         trainer = build.trainer(loggers, [_FoldProgress(bar, fold)])
         trainer.fit(model, datamodule=datamodule)
-        trainer.test(model, datamodule=datamodule, verbose=False)
-        frame = fold_predictions(features, fold, model.test_predictions)
-        fold_identity = None if identity is None else {**identity, **_fold_entry(fold)}
-        write_fold_predictions(run_dir, k, frame, fold_identity)
+        frame = None
+        if fold.test_subjects:
+            trainer.test(model, datamodule=datamodule, verbose=False)
+            if trainer.is_global_zero:
+                frame = fold_predictions(features, fold, model.test_predictions)
+                fold_identity = None if identity is None else {**identity, **_fold_entry(fold)}
+                write_fold_predictions(run_dir, k, frame, fold_identity)
+        if trainer.is_global_zero:
+            _keep_checkpoint(trainer, features, folds, k, run_dir, datamodule, identity, experiment)
         log.info("fold %s: trained and tested in %.1f s", fold.name, time.perf_counter() - start)
         failed = False
         return frame
@@ -121,8 +155,52 @@ def train_fold(
         close_loggers(loggers, failed=failed)
 
 
+def _keep_checkpoint(
+    trainer: L.Trainer,
+    features: FeatureSet,
+    folds: Sequence[Fold],
+    k: int,
+    run_dir: Path,
+    datamodule: MERDataModule,
+    identity: Mapping | None,
+    experiment: str,
+) -> Path:
+    """Write fold k's final weights (no optimizer state) with their provenance, after its predictions."""
+    # The weights-only dump is what `trainer.save_checkpoint(weights_only=True)` writes, taken as a dict so
+    # that it goes through the atomic writer (a reader never sees a torn checkpoint) and carries the record.
+    checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=True)
+    model = trainer.lightning_module
+    checkpoint["merlin"] = provenance(
+        folds[k],
+        train_subjects_of(features, datamodule),
+        identity,
+        experiment=experiment,
+        inputs=getattr(model, "inputs", ()),
+    )
+    path = checkpoint_path(run_dir, k, folds)
+    write_checkpoint(path, encode_checkpoint(checkpoint))
+    return path
+
+
 def _fold_entry(fold: Fold) -> dict:
     return {"name": fold.name, "test_subjects": sorted(fold.test_subjects)}
+
+
+def _checkpoint_done(run_dir: Path, folds: Sequence[Fold], k: int, identity: Mapping | None) -> str | None:
+    """For a fold without test subjects (protocol `all`, whose only output is its checkpoint): None when
+    its checkpoint exists and was written by this experiment on this data, else why not."""
+    path = checkpoint_path(run_dir, k, folds)
+    if not path.is_file():
+        return "no checkpoint"
+    try:
+        entry = read_provenance(path) or {}
+    except CheckpointError as err:
+        return str(err)
+    if identity is not None:
+        for key in ("fingerprint", "data_fingerprint"):
+            if entry.get(key) != identity.get(key):
+                return f"{path} was written by another experiment or on other data ({key} differs)"
+    return None
 
 
 def trusted_folds(
@@ -136,6 +214,13 @@ def trusted_folds(
     done: set[int] = set()
     untrusted: dict[int, str] = {}
     for k in wanted:
+        if not folds[k].test_subjects:
+            problem = _checkpoint_done(run_dir, folds, k, identity)
+            if problem is None:
+                done.add(k)
+            elif problem != "no checkpoint":
+                untrusted[k] = problem
+            continue
         if not fold_path(run_dir, k).is_file():
             continue
         problem = (
@@ -157,6 +242,7 @@ def train_folds(
     only: Sequence[int] | None = None,
     progress: bool = True,
     identity: Mapping | None = None,
+    experiment: str = "",
 ) -> list[int]:
     """Train the folds not yet finished in `run_dir` (all, or those in `only`). Returns the folds trained.
 
@@ -197,7 +283,7 @@ def train_folds(
     try:
         with redirect:
             for k in todo:
-                train_fold(features, folds, k, run_dir, build, seed, bar, identity)
+                train_fold(features, folds, k, run_dir, build, seed, bar, identity, experiment)
                 bar.update(1)
     finally:
         bar.close()

@@ -130,7 +130,12 @@ def _fold_files(run_dir: Path) -> list[int]:
 
 
 def _new_info(
-    experiment: str, settings: Mapping, classes: Sequence[str], folds: Sequence[Fold], data
+    experiment: str,
+    settings: Mapping,
+    classes: Sequence[str],
+    folds: Sequence[Fold],
+    data,
+    train_subjects: Sequence[Sequence[str]] | None = None,
 ) -> dict:
     records = list(data or [])
     info = {
@@ -142,6 +147,10 @@ def _new_info(
         "settings": settings,
         "data": {"fingerprint": digest(records), "samples": records},
     }
+    if train_subjects is not None:
+        if len(train_subjects) != len(folds):
+            raise ValueError(f"train_subjects has {len(train_subjects)} entries for {len(folds)} folds")
+        info["train_subjects"] = [sorted(set(s)) for s in train_subjects]
     info["checksums"] = run_checksums(info)
     return info
 
@@ -216,15 +225,19 @@ def prepare_run_dir(
     classes: Sequence[str],
     folds: Sequence[Fold],
     data: Sequence[Mapping] | None = None,
+    train_subjects: Sequence[Sequence[str]] | None = None,
 ) -> Path:
     """Claim `run_dir` for this experiment: create run.json, or check that the existing one (or, when it
     was deleted, the fold records left behind) describes this same experiment on the same data.
 
     data: `data_records` of the samples (None: no data identity, for tests of the settings alone).
+    train_subjects: per fold, every subject its model is trained on (its checkpoint's provenance; later
+        runs initialised from it check it against their held-out subjects). Recorded in a new run.json;
+        an existing one (perhaps written before this field existed) is kept as it is.
     Raises RunDirError, naming what differs, for a directory of another experiment, and leaves it as it is.
     """
     run_dir = Path(run_dir)
-    info = _new_info(experiment, settings, classes, folds, data)
+    info = _new_info(experiment, settings, classes, folds, data, train_subjects)
     old = check_run_dir(run_dir, settings)
     if old is not None:
         _refuse_other_experiment(run_dir, old, info)

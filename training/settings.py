@@ -31,7 +31,20 @@ VOLATILE_SETTINGS = (
     "datamodule.stream_over_mb",
 )
 
+# Settings added after run directories existed, with the defaults under which a run behaves exactly as it did
+# before them: left out of the fingerprint while they hold these values, so an earlier run still resumes.
+ADDED_SETTING_DEFAULTS: dict[str, Any] = {
+    "data.holdout.test_subjects": 0.2,
+    "data.holdout.seed": 0,
+    "model.init_from": None,
+    "model.allow_overlap": False,
+    "model.freeze": [],
+    "model.freeze_stages": 0,
+    "model.head_lr": None,
+}
+
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
+PROTOCOLS = ("loso", "lodo", "holdout", "all")
 
 
 class SettingError(ValueError):
@@ -63,13 +76,35 @@ def result_settings(settings: Mapping) -> dict:
 
     out = copy(settings)
     for dotted in VOLATILE_SETTINGS:
-        *parents, leaf = dotted.split(".")
-        node = out
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(leaf, None)
+        _pop(out, dotted, prune=False)
+    for dotted, default in ADDED_SETTING_DEFAULTS.items():
+        if lookup(out, dotted, _ABSENT) == default:
+            _pop(out, dotted)
     return out
+
+
+_ABSENT = object()
+
+
+def _pop(settings: dict, dotted: str, prune: bool = True) -> None:
+    """Remove a dotted key; with `prune`, also the parents it leaves empty (`data.holdout` once both its
+    keys went). The volatile keys are removed without pruning, as they always were (same fingerprints)."""
+    *parents, leaf = dotted.split(".")
+    chain = [settings]
+    for part in parents:
+        node = chain[-1].get(part) if isinstance(chain[-1], dict) else None
+        if not isinstance(node, dict):
+            return
+        chain.append(node)
+    if leaf not in chain[-1]:
+        return
+    chain[-1].pop(leaf)
+    if not prune:
+        return
+    for parent, part in zip(reversed(chain[:-1]), reversed(parents), strict=True):
+        if parent[part]:
+            break
+        parent.pop(part)
 
 
 def _is_int(value: Any) -> bool:
@@ -130,6 +165,7 @@ def check_settings(settings: Mapping, cuda_available: bool | None = None) -> Non
     rotate = lookup(settings, "datamodule.augment.rotate_degrees")
     if rotate is not None and (isinstance(rotate, bool) or not isinstance(rotate, Real) or rotate < 0):
         raise SettingError("datamodule.augment.rotate_degrees", rotate, "expected a number of degrees >= 0")
+    _check_transfer_settings(settings)
     accelerator = lookup(settings, "trainer.accelerator", "cpu")
     if accelerator not in ACCELERATORS:
         raise SettingError("trainer.accelerator", accelerator, f"expected one of {', '.join(ACCELERATORS)}")
@@ -151,3 +187,28 @@ def check_fold(fold: Any, num_folds: int) -> None:
     """`fold` (an index from the command line) must be one of the protocol's folds."""
     if fold is not None and not 0 <= fold < num_folds:
         raise SettingError("fold", fold, f"this protocol has folds 0..{num_folds - 1}")
+
+
+def _check_transfer_settings(settings: Mapping) -> None:
+    """The protocol and the fine-tuning keys (model.init_from, freeze, freeze_stages, head_lr)."""
+    protocol = lookup(settings, "data.protocol")
+    if protocol is not None and protocol not in PROTOCOLS:
+        raise SettingError("data.protocol", protocol, f"expected one of {', '.join(PROTOCOLS)}")
+    held = lookup(settings, "data.holdout.test_subjects")
+    if protocol == "holdout" and (isinstance(held, bool) or not isinstance(held, Real) or held <= 0):
+        raise SettingError(
+            "data.holdout.test_subjects", held, "expected a number of subjects or a fraction in (0, 1)"
+        )
+    init_from = lookup(settings, "model.init_from")
+    if init_from is not None and not (isinstance(init_from, str) and init_from.strip()):
+        raise SettingError("model.init_from", init_from, "expected a weights file path (or a {fold} pattern)")
+    names = lookup(settings, "model.freeze")
+    if names is not None and (
+        not isinstance(names, list) or not all(isinstance(n, str) and n for n in names)
+    ):
+        raise SettingError("model.freeze", names, "expected a list of parameter names or prefixes")
+    stages = lookup(settings, "model.freeze_stages")
+    if stages is not None and (not _is_int(stages) or stages < 0):
+        raise SettingError("model.freeze_stages", stages, "expected a number of stages >= 0")
+    if lookup(settings, "model.head_lr") is not None:
+        _positive_number(settings, "model.head_lr")

@@ -22,6 +22,12 @@ AU4 in disgust and others, AU1+2 in surprise and others), one-sided motion coded
 across the face (brightness changes break optical flow's constancy assumption: the strongest nuisance for
 TV-L1 at these amplitudes). Every behaviour it adds sits behind a `SyntheticConfig` field whose default
 renders exactly what the 3-class database rendered before that field existed.
+
+`data=synthetic_macro` is a posed macro-expression database in CK+'s image (the macro source for transfer
+tests): its own name (`synthetic_macro/s01`: other people than `synthetic/s01`), CK+'s seven emotion words
+with EMFACS prototype AU combinations (`CKPLUS_AU_VARIANTS`), 2-4 px at the peak, 30 fps, and clips that run
+from neutral to the peak at the LAST frame (`expression_profile="neutral_to_peak"`: apex = offset, no decay),
+as CK+ sequences do.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ GENERATOR_VERSION = 1
 
 CLASSES = ("negative", "positive", "surprise")
 CASME2_CLASSES = ("happiness", "surprise", "disgust", "repression", "others")
+CKPLUS_CLASSES = ("anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise")
+EXPRESSION_PROFILES = ("micro", "neutral_to_peak")
 RGB_SKIN_TINT = (1.12, 1.0, 0.90)  # warm tint (R up, B down) when faces are rendered in colour
 
 # Per class, the action units (CASME II style codes) each clip shows. Negative picks one of two variants.
@@ -62,9 +70,38 @@ CASME2LIKE_AU_VARIANTS: dict[str, tuple[tuple[str, ...], ...]] = {
     "surprise": (("1", "2"), ("1", "2", "5"), ("1", "2", "25"), ("1", "2", "26")),
 }
 
+# CK+-like posed prototypes: the EMFACS emotion predictions (Friesen & Ekman; the rules CK+'s emotion labels
+# were checked against, Lucey et al. 2010) projected onto the AUs `au_field` models, drawn uniformly per clip.
+# Left out because they have no displacement model: 11 (nasolabial deepener), 16 (lower lip depressor), 20
+# (lip stretcher), 23/24 (lip tightener / pressor), 27 (mouth stretch, read as 26); a prototype that needs one
+# keeps the rest (anger 4+5+7+23 -> 4+5+7, 4+5+7+10+23 -> 4+5+7+10, disgust 9+16+15 -> 9+15).
+# Left out on purpose: 25 (lips part; happy 6+12+25): its model is two lip bumps about 3 px wide, and at macro
+# amplitudes the warp folds there (lips that part would have to open, which warping a closed mouth cannot
+# draw); the broad 26 (jaw drop) stays. AUs are shared between classes as the prototypes share them
+# (1+2 surprise / fear, 4 anger / fear / sadness / disgust, 5 anger / fear / surprise, 6 happy / sadness,
+# 10 anger / disgust, 12 happy / contempt, 15 sadness / disgust, 17 anger / sadness / disgust), so no single
+# AU names the class. Contempt is the one-sided class (R12+R14, L14, R14).
+CKPLUS_AU_VARIANTS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "anger": (("4", "5", "7"), ("4", "5", "7", "17"), ("4", "5", "7", "10")),
+    "contempt": (("R12", "R14"), ("L14",), ("R14",)),
+    "disgust": (
+        ("9", "15"),
+        ("9", "17"),
+        ("9", "10"),
+        ("4", "9", "10"),
+        ("4", "9", "10", "17"),
+        ("10", "17"),
+    ),
+    "fear": (("1", "2", "4"), ("1", "2", "4", "5"), ("1", "2", "4", "5", "7"), ("1", "2", "4", "5", "26")),
+    "happy": (("6", "12"), ("12",)),
+    "sadness": (("1", "4", "15"), ("1", "4", "15", "17"), ("6", "15")),
+    "surprise": (("1", "2", "5", "26"), ("1", "2", "26"), ("1", "2", "5"), ("5", "26")),
+}
+
 AU_TABLES: dict[str, dict[str, tuple[tuple[str, ...], ...]]] = {
     "default": AU_VARIANTS,
     "casme2like": CASME2LIKE_AU_VARIANTS,
+    "ckplus": CKPLUS_AU_VARIANTS,
 }
 
 # SyntheticConfig fields added after generator version 1, with the defaults that render what version 1
@@ -74,6 +111,8 @@ _ADDED_FIELD_DEFAULTS: dict[str, object] = {
     "au_table": "default",
     "rotation_deg": 0.0,
     "illumination_gradient": 0.0,
+    "dataset": "synthetic",
+    "expression_profile": "micro",
 }
 
 
@@ -98,14 +137,27 @@ class SyntheticConfig:
     illumination_change: float = 0.02  # largest relative gain change over a clip
     noise_std: float = 1.0  # sensor noise, in 8-bit grey levels
     # Added for the harder presets; the defaults leave every frame as before (see _ADDED_FIELD_DEFAULTS).
-    au_table: str = "default"  # AU combinations per class: default (3 classes) | casme2like (CASME II words)
+    # AU combinations per class: default (3 classes) | casme2like (CASME II words) | ckplus (CK+ words)
+    au_table: str = "default"
     rotation_deg: float = 0.0  # largest in-plane head rotation over a clip, degrees about the face centre
     illumination_gradient: float = 0.0  # largest relative brightness ramp across the face width over a clip
+    # Added for the macro database (data=synthetic_macro).
+    dataset: str = "synthetic"  # the database's name: sample ids, `Sample.dataset`, subjects `{dataset}/s01`
+    # micro: onset -> apex -> offset, apex at 30-60 % of the clip, then a decay | neutral_to_peak: a monotone
+    # rise from neutral at the first frame to the peak at the last (apex = offset), as CK+ sequences run.
+    expression_profile: str = "micro"
 
     def __post_init__(self) -> None:
         # Hydra passes lists; the config must stay hashable (it keys the render caches).
         for name in ("classes", "class_balance", "amplitude_px", "clip_length"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.expression_profile not in EXPRESSION_PROFILES:
+            raise ValueError(
+                f"expression_profile {self.expression_profile!r} unknown; "
+                f"choose from {list(EXPRESSION_PROFILES)}"
+            )
+        if not self.dataset or "/" in self.dataset:
+            raise ValueError(f"dataset {self.dataset!r} must be a non-empty name without '/'")
         if self.au_table not in AU_TABLES:
             raise ValueError(f"au_table {self.au_table!r} unknown; choose from {sorted(AU_TABLES)}")
         table = AU_TABLES[self.au_table]
@@ -429,7 +481,11 @@ def au_field(au: str, lm: Landmarks, h: int, w: int) -> np.ndarray:
 
 
 def temporal_profile(n: int, apex_index: int) -> np.ndarray:
-    """(n,) intensity per frame: 0 at the onset, 1 at the apex, raised-cosine rise and a slower decay."""
+    """(n,) intensity per frame: 0 at the onset, 1 at the apex, raised-cosine rise and a slower decay.
+
+    With `apex_index = n - 1` (the neutral_to_peak profile) it is the rise alone: monotone, 1 at the last
+    frame.
+    """
     t = np.arange(n, dtype=np.float64)
     a = np.empty(n)
     rise = t <= apex_index
@@ -499,6 +555,9 @@ def _plan(cfg: SyntheticConfig, subject: int, clip: int) -> ClipPlan:
     length = int(rng.integers(cfg.clip_length[0], cfg.clip_length[1] + 1))
     apex_index = int(round(rng.uniform(0.3, 0.6) * (length - 1)))
     apex_index = min(max(apex_index, 1), length - 2)
+    if cfg.expression_profile == "neutral_to_peak":
+        # The peak is the last frame (the draw above is still made, so every later draw stays in its place).
+        apex_index = length - 1
     angle = rng.uniform(0, 2 * np.pi)
     drift = rng.uniform(0.3, 1.0) * cfg.drift_px
     blink_at = int(rng.integers(0, length)) if rng.random() < cfg.blink_probability else None
@@ -517,11 +576,20 @@ def _plan(cfg: SyntheticConfig, subject: int, clip: int) -> ClipPlan:
             float(rng.uniform(0, 2 * np.pi)),
         ),
         blink_at=blink_at,
-        blink_len=int(rng.integers(20, 40)),  # 100-200 ms at 200 fps
+        blink_len=_blink_frames(cfg, int(rng.integers(20, 40))),  # 100-200 ms at 200 fps
         gain_end=float(rng.uniform(-1, 1) * cfg.illumination_change),
         # A stream of its own: the draws above, and so the default database, stay as they were.
         **_added_nuisances(cfg, subject, clip),
     )
+
+
+def _blink_frames(cfg: SyntheticConfig, frames_at_200fps: int) -> int:
+    """A blink's length in the clip's frames. The micro profile keeps frames at 200 fps whatever `fps` says,
+    so its databases (and the caches keyed on their digest) stay as they were; the macro profile gets the
+    same 100-200 ms at its own rate (3-6 frames at CK+'s 30 fps), not a blink as long as the clip."""
+    if cfg.expression_profile == "micro":
+        return frames_at_200fps
+    return max(2, int(round(frames_at_200fps * cfg.fps / 200)))
 
 
 def _added_nuisances(cfg: SyntheticConfig, subject: int, clip: int) -> dict[str, float]:
@@ -648,7 +716,8 @@ def subject_name(index: int) -> str:
 
 
 def synthetic_samples(config: SyntheticConfig | None = None) -> list[Sample]:
-    """All clips, subject by subject. Subjects are `synthetic/s01`, ...; clips `s01_clip01`."""
+    """All clips, subject by subject. Subjects are `{dataset}/s01`, ... (`synthetic/s01` by default); clips
+    `s01_clip01`; the apex is the last frame (= offset) under `expression_profile="neutral_to_peak"`."""
     cfg = config or SyntheticConfig()
     samples = []
     for s in range(cfg.num_subjects):
@@ -659,9 +728,9 @@ def synthetic_samples(config: SyntheticConfig | None = None) -> list[Sample]:
             clip = f"{subject}_clip{c + 1:02d}"
             samples.append(
                 Sample(
-                    sample_id=f"synthetic/{subject}/{clip}",
-                    dataset="synthetic",
-                    subject=f"synthetic/{subject}",
+                    sample_id=f"{cfg.dataset}/{subject}/{clip}",
+                    dataset=cfg.dataset,
+                    subject=f"{cfg.dataset}/{subject}",
                     clip=clip,
                     frames=SyntheticFrames(cfg, s, c, numbers),
                     onset=numbers[0],
@@ -678,4 +747,5 @@ def synthetic_samples(config: SyntheticConfig | None = None) -> list[Sample]:
 
 def read_synthetic(**config) -> ReadResult:
     """Reader entry point for configs: keyword arguments are `SyntheticConfig` fields. Nothing to repair."""
-    return ReadResult(synthetic_samples(SyntheticConfig(**config)), ReadReport("synthetic"))
+    cfg = SyntheticConfig(**config)
+    return ReadResult(synthetic_samples(cfg), ReadReport(cfg.dataset))

@@ -5,8 +5,10 @@ neutral -> peak, so frames 0..apex_index of each synthetic clip become
 `cohn-kanade-images/S005/001/S005_001_00000001.png ...` and the apex is the last frame; `Emotion/` and
 `FACS/` files are named after that last frame, in the distribution's number format (`   3.0000000e+00`).
 Subjects S005, S010, ...; sequences 001, 002, ...
-Classes: positive -> happy (5), surprise -> surprise (7), negative cycling anger, contempt, disgust, fear,
-sadness (1, 2, 3, 4, 6). FACS intensities cycle 1..5 (A..E).
+Classes of the micro database: positive -> happy (5), surprise -> surprise (7), negative cycling anger,
+contempt, disgust, fear, sadness (1, 2, 3, 4, 6). A config in CK+'s own words (`au_table="ckplus"`, the
+synthetic_macro database) keeps each clip's word as its code, and with `expression_profile="neutral_to_peak"`
+its clips already end at the apex, so each is written whole. FACS intensities cycle 1..5 (A..E).
 
 Planted quirks (`quirks=True`, named in the manifest's "planted"):
 - `no_label`: a sequence without an emotion file (excluded by the reader, "no emotion label");
@@ -25,6 +27,7 @@ SMALL = SyntheticConfig(num_subjects=3, clips_per_subject=6, height=64, width=56
 NEGATIVE = (1, 2, 3, 4, 6)  # anger, contempt, disgust, fear, sadness
 CODES = {"positive": 5, "surprise": 7}
 NAMES = {1: "anger", 2: "contempt", 3: "disgust", 4: "fear", 5: "happy", 6: "sadness", 7: "surprise"}
+CKPLUS_CODES = {name: code for code, name in NAMES.items()}
 
 
 def export_ckplus(
@@ -44,6 +47,7 @@ def export_ckplus(
     manifest: dict[str, dict] = {}
     planted: dict[str, str] = {}
     n_negative = 0
+    own_words = set(cfg.classes) <= set(CKPLUS_CODES)  # CK+'s words already: each clip keeps its own code
     for i, sample in enumerate(synthetic_samples(cfg)):
         s_index, c_index = sample.frames.subject_index, sample.frames.clip_index
         subject, seq = f"S{5 + s_index * 5:03d}", f"{c_index + 1:03d}"
@@ -55,7 +59,9 @@ def export_ckplus(
             cfg, s_index, c_index, folder, numbers, lambda n, s=subject, q=seq: f"{s}_{q}_{n:08d}.png"
         )
         last = f"{subject}_{seq}_{numbers[-1]:08d}"
-        if sample.emotion == "negative":
+        if own_words:
+            code = CKPLUS_CODES[sample.emotion]
+        elif sample.emotion == "negative":
             code = NEGATIVE[n_negative % len(NEGATIVE)]
             n_negative += 1
         else:
