@@ -198,6 +198,7 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
         holdout=None if holdout is None else OmegaConf.to_container(holdout),
     )
     check_fold(cfg.fold, len(folds))
+    macro, macro_records = macro_source(cfg, specs, features, instantiate)
     log.info(
         "%s: %d samples (%d excluded by the %s label map), %d subjects, %d folds, features %s",
         cfg.data.name,
@@ -226,7 +227,7 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
     fold_transforms = _fold_transforms(dm_cfg)
 
     def datamodule(k: int) -> MERDataModule:
-        return MERDataModule(
+        micro = MERDataModule(
             features,
             folds,
             k,
@@ -239,6 +240,24 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
             fold_transforms=fold_transforms,
             generative_augment=_generative_augment(dm_cfg, cfg.seed + k),
         )
+        if macro is None:
+            return micro
+        from datamodules.paired import PairedDataModule
+        from datamodules.protocols import all_subjects_fold
+
+        # Every macro sample trains every fold; its own statistics, the micro fold's augmentation.
+        source = MERDataModule(
+            macro,
+            all_subjects_fold(macro.subjects),
+            0,
+            batch_size=int(cfg.macro.get("batch_size") or dm_cfg.batch_size),
+            normalize=normalize,
+            standardize=standardize,
+            augment=augment,
+            num_workers=dm_cfg.num_workers,
+            seed=cfg.seed + k + MACRO_SEED_OFFSET,
+        )
+        return PairedDataModule(micro, source)
 
     def model(dm: MERDataModule) -> MERClassifier:
         # A network of one input gets its channel count; one of several inputs gets one count per input.
@@ -259,18 +278,51 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
         scheduler = instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None
         optimizer = instantiate(cfg.model.optimizer)
         head_lr = cfg.model.get("head_lr")
-        module = MERClassifier(
-            net,
-            loss,
-            optimizer,
-            scheduler,
-            features.classes,
-            inputs=consumed,
-            au_loss_weight=float(cfg.model.get("au_loss_weight", 0.0)),
-            param_groups=parameter_groups(net, None, head_lr, len(features.classes)),
-            frozen_norms=frozen_norm_layers(net),
-        )
+        recipe = str(cfg.model.get("recipe") or CLASSIFIER)
+        if recipe == EMR_RECIPE:
+            from models.domain_adversarial import EMRClassifier
+
+            if macro is None:
+                raise SettingError("macro", None, "the EMR recipe trains on a macro source: set macro.data")
+            module = EMRClassifier(
+                net, loss, optimizer, features.classes, consumed, **OmegaConf.to_container(cfg.model.emr)
+            )
+        elif recipe == DISTILL_RECIPE:
+            from models.teacher_student import DistillationClassifier
+
+            settings = OmegaConf.to_container(cfg.model.distill, resolve=True)
+            teacher_cfg = settings.pop("teacher")
+            teacher = _teacher(teacher_cfg, dm.fold, chans, features.classes, settings, instantiate)
+            module = DistillationClassifier(
+                net, loss, optimizer, teacher, scheduler, features.classes, consumed, **settings
+            )
+        elif recipe == CLASSIFIER:
+            module = MERClassifier(
+                net,
+                loss,
+                optimizer,
+                scheduler,
+                features.classes,
+                inputs=consumed,
+                au_loss_weight=float(cfg.model.get("au_loss_weight", 0.0)),
+                param_groups=parameter_groups(net, None, head_lr, len(features.classes)),
+                frozen_norms=frozen_norm_layers(net),
+            )
+        else:
+            raise SettingError("model.recipe", recipe, f"expected one of {', '.join(RECIPES)}")
+        if recipe != CLASSIFIER and (head_lr is not None or cfg.model.get("freeze")):
+            key = "model.head_lr" if head_lr is not None else "model.freeze"
+            raise SettingError(
+                key, cfg.model.get(key.split(".")[1]), f"is the classifier recipe's, not {recipe}'s"
+            )
         module.init_report = init_report
+        # Kept in the fold checkpoint's provenance: the network can be rebuilt from the file alone.
+        module.net_config = {
+            **OmegaConf.to_container(cfg.model.net, resolve=True),
+            "num_classes": len(features.classes),
+            "in_chans": list(chans) if isinstance(chans, tuple) else chans,
+            **extra,
+        }
         return module
 
     run_dir = Path(cfg.run_dir)
@@ -310,11 +362,13 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
         keys = {name: sample_key(key, sample) for name, key in spec_keys.items()}
         return keys["x"] if list(keys) == ["x"] else ";".join(f"{n}={k}" for n, k in keys.items())
 
-    records = data_records(
-        kept, [features.classes[int(y)] for y in features.y], [feature_key(s) for s in kept]
+    records = (
+        data_records(kept, [features.classes[int(y)] for y in features.y], [feature_key(s) for s in kept])
+        + macro_records
     )
     everyone = set(features.subjects)
-    train_subjects = [sorted(everyone - fold.test_subjects) for fold in folds]
+    extra = set() if macro is None else set(macro.subjects)
+    train_subjects = [sorted((everyone - fold.test_subjects) | extra) for fold in folds]
     prepare_run_dir(run_dir, cfg.experiment_name, settings, features.classes, folds, records, train_subjects)
     run_log.open(run_dir)
     if on_claim is not None:
@@ -353,6 +407,125 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
     return run_dir
 
 
+CLASSIFIER, EMR_RECIPE, DISTILL_RECIPE = "classifier", "emr", "distill"
+RECIPES = (CLASSIFIER, EMR_RECIPE, DISTILL_RECIPE)
+MACRO_SEED_OFFSET = 7919  # the macro loader's shuffling stream, apart from the micro fold's
+
+
+def macro_source(cfg: DictConfig, specs: dict, features, instantiate):
+    """The macro-expression samples every fold also trains on (`macro.data`: a data config, its label map
+    `auto` for the one that maps the macro classes onto the micro protocol's), with the micro inputs' feature
+    specs less what `macro.features` replaces (EMR's reduction: `frames: [onset, middle]`, no
+    magnification). None when the experiment has no macro source."""
+    node = cfg.get("macro")
+    if not node or not node.get("data"):
+        return None, []
+    import dataclasses
+
+    from datamodules.datamodule import build_feature_set
+    from datamodules.protocols import label_map, macro_label_map
+
+    name = str(node.data.get("label_map") or "auto")
+    labels = macro_label_map(str(cfg.data.label_map)) if name == "auto" else label_map(name)
+    if labels.classes != tuple(features.classes):
+        raise SettingError(
+            "macro.data.label_map",
+            name,
+            f"its classes {labels.classes} must be the micro protocol's {features.classes}",
+        )
+    replace = OmegaConf.to_container(node.get("features") or {}, resolve=True)
+    macro_specs = {input_name: dataclasses.replace(spec, **replace) for input_name, spec in specs.items()}
+    read = instantiate(node.data.reader)
+    macro = build_feature_set(
+        read.samples,
+        labels,
+        macro_specs,
+        cache_dir=cfg.cache_dir,
+        progress=cfg.progress,
+        workers=cfg.feature_workers,
+        strict=bool(node.data.get("strict", False)),
+        stream_over_mb=cfg.datamodule.get("stream_over_mb"),
+    )
+    shared = set(macro.subjects) & set(features.subjects)
+    if shared:
+        raise SettingError(
+            "macro.data",
+            node.data.get("name"),
+            f"shares subjects with the micro data ({', '.join(sorted(shared)[:3])}); every macro sample "
+            "trains every fold, so a held-out subject would be trained on",
+        )
+    log.info(
+        "macro source %s: %d samples (%d excluded by the %s label map), %d subjects, in every training set",
+        node.data.get("name"),
+        len(macro),
+        len(macro.exclusions),
+        labels.name,
+        len(set(macro.subjects)),
+    )
+    # The macro samples' records join the run's data identity: a changed macro copy is another experiment.
+    from preprocessing.cache import sample_key
+    from training.rundir import data_records
+
+    by_id = {sample.sample_id: sample for sample in read.samples}
+    kept = [by_id[i] for i in macro.sample_ids]
+    keys = {name: spec.key() for name, spec in macro_specs.items()}
+    records = data_records(
+        kept,
+        [macro.classes[int(y)] for y in macro.y],
+        [";".join(f"{n}={sample_key(k, sample)}" for n, k in keys.items()) for sample in kept],
+    )
+    return macro, records
+
+
+def _teacher(teacher_cfg: dict, fold, chans, classes, settings: dict, instantiate):
+    """The frozen teacher of the distillation recipe for this fold: `net` (a network config) loaded exactly
+    from `ckpt` (a file or a {fold} pattern), refused when it was trained on the fold's held-out subject."""
+    from models.finetune import initialise_from
+    from training.checkpoints import read_provenance, resolve_init_from
+
+    path = resolve_init_from(teacher_cfg["ckpt"], fold.index)
+    record = read_provenance(path) or {}
+    teacher_classes = record.get("classes") or teacher_cfg.get("classes")
+    if not teacher_classes:
+        raise SettingError(
+            "model.distill.teacher.classes", None, f"{path} records no classes; give the teacher's class list"
+        )
+    if settings.get("kd_weight") and list(teacher_classes) != list(classes):
+        raise SettingError(
+            "model.distill.kd_weight",
+            settings["kd_weight"],
+            f"soft targets need the teacher to predict the student's classes {list(classes)}; "
+            f"{path} predicts {list(teacher_classes)} (use the hint alone: kd_weight=0)",
+        )
+    net_cfg = teacher_cfg.get("net") or record.get("net")
+    if not net_cfg:
+        raise SettingError(
+            "model.distill.teacher.net", None, f"{path} records no network config; give the teacher's net"
+        )
+    target = str(net_cfg.get("_target_", ""))
+    if not target.startswith("models."):
+        # A network named by a file is only ever one of this repository's (the file chooses no code to run).
+        raise SettingError("model.distill.teacher.net", target, "expected a network of models/ (models.X.Y)")
+    net_cfg = {k: v for k, v in net_cfg.items() if k not in ("num_classes", "in_chans")}
+    teacher = instantiate(net_cfg, num_classes=len(teacher_classes), in_chans=chans)
+    report = initialise_from(
+        teacher,
+        path,
+        fold.index,
+        fold.name,
+        fold.test_subjects,
+        allow_overlap=bool(teacher_cfg.get("allow_overlap", False)),
+    )
+    if report.newly_initialised or report.skipped:
+        raise SettingError(
+            "model.distill.teacher.ckpt",
+            str(path),
+            f"does not hold this teacher network: {report}",
+        )
+    log.info("fold %s: teacher %s loaded from %s (frozen)", fold.name, type(teacher).__name__, path)
+    return teacher
+
+
 def _initialise(cfg: DictConfig, net, fold, num_classes: int):
     """Start `net` from `model.init_from` (if set) for this fold, then freeze what `model.freeze` /
     `model.freeze_stages` name. Returns the InitReport, or None when the network starts from scratch."""
@@ -380,20 +553,24 @@ def _initialise(cfg: DictConfig, net, fold, num_classes: int):
 
 
 def check_init_from(cfg: DictConfig, folds, only) -> None:
-    """Each wanted fold's `model.init_from` file exists, is safe to read and, unless model.allow_overlap,
-    was not trained on the fold's held-out subjects (raises CheckpointError / OverlapError naming it)."""
-    init_from = cfg.model.get("init_from")
-    if not init_from:
-        return
+    """Each wanted fold's `model.init_from` file (and distillation teacher) exists, is safe to read and,
+    unless allowed, was not trained on the fold's held-out subjects (CheckpointError / OverlapError)."""
     from models.finetune import overlap_error
     from training.checkpoints import overlap, read_provenance, resolve_init_from
 
-    allow = bool(cfg.model.get("allow_overlap", False))
-    for k in only if only is not None else range(len(folds)):
-        path = resolve_init_from(init_from, k)
-        seen = overlap(read_provenance(path), folds[k].test_subjects)
-        if seen and not allow:
-            raise overlap_error(path, seen, folds[k].name)
+    teacher = (cfg.model.get("distill") or {}).get("teacher") or {}
+    starts = [
+        (cfg.model.get("init_from"), bool(cfg.model.get("allow_overlap", False))),
+        (teacher.get("ckpt"), bool(teacher.get("allow_overlap", False))),
+    ]
+    for pattern, allow in starts:
+        if not pattern:
+            continue
+        for k in only if only is not None else range(len(folds)):
+            path = resolve_init_from(pattern, k)
+            seen = overlap(read_provenance(path), folds[k].test_subjects)
+            if seen and not allow:
+                raise overlap_error(path, seen, folds[k].name)
 
 
 def _generative_augment(dm_cfg, seed: int):

@@ -61,7 +61,7 @@ class MERClassifier(L.LightningModule):
         self.scheduler_factory = scheduler
         self.class_names = tuple(class_names)
         self.save_hyperparameters(
-            ignore=["net", "loss", "optimizer", "scheduler", "param_groups", "frozen_norms"]
+            ignore=["net", "loss", "optimizer", "scheduler", "param_groups", "frozen_norms", "teacher"]
         )
         self.param_groups = None if param_groups is None else list(param_groups)
         # A plain list, not a ModuleList: the layers are the network's own, not new submodules.

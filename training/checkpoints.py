@@ -59,10 +59,15 @@ def provenance(
     identity: Mapping | None,
     experiment: str = "",
     inputs: Sequence[str] = (),
+    net: Mapping | None = None,
 ) -> dict:
-    """The `merlin` entry of a fold's checkpoint (plain lists and strings: readable with weights_only)."""
+    """The `merlin` entry of a fold's checkpoint (plain lists and strings: readable with weights_only).
+
+    net: the network's config as built (`_target_` and arguments, class and channel counts filled in), so a
+    later run can rebuild the network from the checkpoint alone (a distillation teacher)."""
     identity = identity or {}
     return {
+        "net": None if net is None else dict(net),
         "format": PROVENANCE_FORMAT,
         "experiment": experiment,
         "fingerprint": identity.get("fingerprint"),

@@ -176,6 +176,7 @@ def _keep_checkpoint(
         identity,
         experiment=experiment,
         inputs=getattr(model, "inputs", ()),
+        net=getattr(model, "net_config", None),
     )
     path = checkpoint_path(run_dir, k, folds)
     write_checkpoint(path, encode_checkpoint(checkpoint))

@@ -45,6 +45,7 @@ ADDED_SETTING_DEFAULTS: dict[str, Any] = {
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
 PROTOCOLS = ("loso", "lodo", "holdout", "all")
+REQUIRED = ("???", "required")  # what an experiment config puts where the user must give a path
 
 
 class SettingError(ValueError):
@@ -199,6 +200,16 @@ def _check_transfer_settings(settings: Mapping) -> None:
         raise SettingError(
             "data.holdout.test_subjects", held, "expected a number of subjects or a fraction in (0, 1)"
         )
+    for key, what in (
+        ("model.init_from", "the pre-trained weights, e.g. model.init_from=RUN_DIR/last.ckpt"),
+        ("model.distill.teacher.ckpt", "the teacher, e.g. model.distill.teacher.ckpt=RUN_DIR/last.ckpt"),
+    ):
+        # "required" in an experiment config: a MISSING value (???) would not survive the merge onto
+        # train.yaml's null, so the experiment would silently train from scratch.
+        if lookup(settings, key) in REQUIRED:
+            raise SettingError(
+                key, lookup(settings, key), f"this experiment starts from a checkpoint: give {what}"
+            )
     init_from = lookup(settings, "model.init_from")
     if init_from is not None and not (isinstance(init_from, str) and init_from.strip()):
         raise SettingError("model.init_from", init_from, "expected a weights file path (or a {fold} pattern)")
