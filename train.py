@@ -50,6 +50,17 @@ def register_resolvers() -> None:
 register_resolvers()
 
 
+RUN_DIR_ENV = "MERLIN_RUN_DIR"
+
+
+def is_primary_process() -> bool:
+    """False in the worker processes Lightning's DDP launcher starts (LOCAL_RANK > 0, or another node):
+    only the primary process claims the run directory, logs to it and writes reports."""
+    return (
+        int(os.environ.get("LOCAL_RANK", "0") or 0) == 0 and int(os.environ.get("NODE_RANK", "0") or 0) == 0
+    )
+
+
 def result_settings(cfg: DictConfig) -> dict:
     """The resolved config without the settings that cannot change a prediction (the fingerprint's input)."""
     return _result_settings(OmegaConf.to_container(cfg, resolve=True))
@@ -370,9 +381,11 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
     extra = set() if macro is None else set(macro.subjects)
     train_subjects = [sorted((everyone - fold.test_subjects) | extra) for fold in folds]
     prepare_run_dir(run_dir, cfg.experiment_name, settings, features.classes, folds, records, train_subjects)
-    run_log.open(run_dir)
-    if on_claim is not None:
-        on_claim(run_dir)
+    primary = is_primary_process()
+    if primary:  # a DDP worker process (rank > 0) trains its share of each fold and writes nothing
+        run_log.open(run_dir)
+        if on_claim is not None:
+            on_claim(run_dir)
     train_folds(
         features,
         folds,
@@ -384,6 +397,8 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
         identity=experiment_identity(settings, features.classes, records),
         experiment=cfg.experiment_name,
     )
+    if not primary:
+        return run_dir
     if single_model(folds) and not folds[0].test_subjects:
         run_log.say(
             f"trained one model on all {len(everyone)} subjects ({len(features)} samples): not an "
@@ -658,6 +673,13 @@ def main(cfg: DictConfig) -> None:
     try:
         with signals_raise(), exit_on_user_error(on_error):
             cfg.run_dir = str(cfg.run_dir)  # resolved once: the default holds a timestamp and a random suffix
+            # DDP (trainer=ddp): Lightning starts the other ranks by running this script again with the same
+            # arguments; they inherit the environment, so they find the directory rank 0 resolved.
+            if is_primary_process():
+                os.environ[RUN_DIR_ENV] = cfg.run_dir
+            else:
+                cfg.run_dir = os.environ.get(RUN_DIR_ENV, cfg.run_dir)
+                logging.getLogger().setLevel(logging.WARNING)  # the primary process reports the run
             try:
                 run_dir = run(cfg, run_log, on_claim)
             except RunInterrupted as stop:
@@ -671,7 +693,8 @@ def main(cfg: DictConfig) -> None:
                 if claimed:
                     run_log.say(f"run dir: {claimed[0]}")
                 sys.exit(stop.exit_status)
-        run_log.say(f"run dir: {run_dir}")
+        if is_primary_process():
+            run_log.say(f"run dir: {run_dir}")
     finally:
         run_log.close()
 

@@ -122,9 +122,12 @@ class MERClassifier(L.LightningModule):
         self._test_rows.append((batch["index"].cpu(), batch["y"].cpu(), probs.cpu()))
 
     def on_test_epoch_end(self) -> None:
-        index = torch.cat([r[0] for r in self._test_rows]).numpy()
-        y_true = torch.cat([r[1] for r in self._test_rows]).numpy()
-        probs = torch.cat([r[2] for r in self._test_rows]).numpy()
+        index = torch.cat([r[0] for r in self._test_rows])
+        y_true = torch.cat([r[1] for r in self._test_rows])
+        probs = torch.cat([r[2] for r in self._test_rows])
+        if self.trainer is not None and self.trainer.world_size > 1:
+            index, y_true, probs = self._gathered(index, y_true, probs)
+        index, y_true, probs = index.numpy(), y_true.numpy(), probs.numpy()
         y_pred = probs.argmax(1)
         self.test_predictions = {"index": index, "y_true": y_true, "y_pred": y_pred, "probs": probs}
         num_classes = probs.shape[1]
@@ -135,6 +138,19 @@ class MERClassifier(L.LightningModule):
             {"test/uf1": scores["uf1"], "test/uar": scores["uar"], "test/acc": scores["accuracy"]},
             batch_size=len(y_true),
         )
+
+    def _gathered(self, index, y_true, probs):
+        """Under DDP each rank tested a share of the held-out samples (the distributed sampler pads the
+        shares to one length by repeating samples): every rank gets all of them, once each, in index order."""
+        gathered = [
+            self.all_gather(t.to(self.device)).reshape(-1, *t.shape[1:]).cpu() for t in (index, y_true, probs)
+        ]
+        index, y_true, probs = gathered
+        order = torch.argsort(index, stable=True)
+        index, y_true, probs = index[order], y_true[order], probs[order]
+        first = torch.ones_like(index, dtype=torch.bool)
+        first[1:] = index[1:] != index[:-1]
+        return index[first], y_true[first], probs[first]
 
     def configure_optimizers(self):
         if self.param_groups is not None:

@@ -59,6 +59,11 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
     warnings.filterwarnings("ignore", message=".*`training_step` returns `None`.*")
     warnings.filterwarnings("ignore", message=".*defined a `validation_step` but have no `val_dataloader`.*")
+    # DDP: every rank gathers all test predictions and drops the sampler's repeats (MERClassifier), so the
+    # test metrics are already the whole held-out subject's on every rank.
+    warnings.filterwarnings("ignore", message=".*Using `DistributedSampler` with the dataloaders.*")
+    warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
+    warnings.filterwarnings("ignore", message=".*torch.distributed.nn.functional.all_gather is deprecated.*")
 
 
 def fold_predictions(features: FeatureSet, fold: Fold, predictions: dict) -> pd.DataFrame:
