@@ -18,20 +18,24 @@ ROOT = Path(__file__).resolve().parents[1]
 CPU_EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*_cpu.yaml"))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("experiment", CPU_EXPERIMENTS)
-def test_cpu_recipe_runs_two_folds(tmp_path, experiment):
-    run_dir = tmp_path / experiment
-    out = subprocess.run(
+# The recipes that start from a checkpoint get one from a short macro pre-training (`pretrained` below).
+NEEDS_CHECKPOINT = {"finetune_cpu": "model.init_from", "distill_cpu": "model.distill.teacher.ckpt"}
+# A small macro source for EMR, so the run stays a two-fold check and not a pre-training.
+EXTRA = {
+    "emr_cpu": ["macro.data.reader.num_subjects=3", "macro.data.reader.clips_per_subject=7"],
+    # Hold-out: one fold, one of the two subjects tested.
+    "pretrain_macro_cpu": ["data.holdout.test_subjects=1"],
+}
+
+
+def _train(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [
             sys.executable,
             "train.py",
-            f"experiment={experiment}",
-            "data.reader.num_subjects=2",
-            "data.reader.clips_per_subject=6",
+            *args,
             "logger=none",
             "progress=false",
-            f"run_dir={run_dir}",
             f"cache_dir={os.environ.get('MERLIN_CACHE_DIR', tmp_path / 'cache')}",
         ],
         cwd=ROOT,
@@ -39,7 +43,44 @@ def test_cpu_recipe_runs_two_folds(tmp_path, experiment):
         capture_output=True,
         text=True,
     )
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory) -> Path:
+    """RUN/last.ckpt of a two-epoch macro pre-training on three synthetic macro subjects."""
+    tmp_path = tmp_path_factory.mktemp("pretrain")
+    args = [
+        "experiment=pretrain_macro_cpu",
+        "data.reader.num_subjects=3",
+        "data.reader.clips_per_subject=7",
+        "data.holdout.test_subjects=1",
+        "trainer.max_epochs=2",
+        f"run_dir={tmp_path / 'pre'}",
+    ]
+    out = _train(args, tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return tmp_path / "pre" / "last.ckpt"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", CPU_EXPERIMENTS)
+def test_cpu_recipe_runs_two_folds(tmp_path, experiment, request):
+    run_dir = tmp_path / experiment
+    extra = list(EXTRA.get(experiment, []))
+    if experiment in NEEDS_CHECKPOINT:
+        extra.append(f"{NEEDS_CHECKPOINT[experiment]}={request.getfixturevalue('pretrained')}")
+    out = _train(
+        [
+            f"experiment={experiment}",
+            "data.reader.num_subjects=2",
+            "data.reader.clips_per_subject=6",
+            f"run_dir={run_dir}",
+            *extra,
+        ],
+        tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["folds_done"] == 2 and summary["folds_missing"] == [] and summary["n"] == 12
+    folds, n = (1, 6) if experiment == "pretrain_macro_cpu" else (2, 12)
+    assert summary["folds_done"] == folds and summary["folds_missing"] == [] and summary["n"] == n
     assert summary["verified"] is True
