@@ -571,18 +571,26 @@ def check_init_from(cfg: DictConfig, folds, only) -> None:
     """Each wanted fold's `model.init_from` file (and distillation teacher) exists, is safe to read and,
     unless allowed, was not trained on the fold's held-out subjects (CheckpointError / OverlapError)."""
     from models.finetune import overlap_error
-    from training.checkpoints import overlap, read_provenance, resolve_init_from
+    from training.checkpoints import CheckpointError, overlap, read_provenance, resolve_init_from
 
     teacher = (cfg.model.get("distill") or {}).get("teacher") or {}
     starts = [
         (cfg.model.get("init_from"), bool(cfg.model.get("allow_overlap", False))),
         (teacher.get("ckpt"), bool(teacher.get("allow_overlap", False))),
     ]
+    run_dir = Path(cfg.run_dir).resolve()
     for pattern, allow in starts:
         if not pattern:
             continue
         for k in only if only is not None else range(len(folds)):
             path = resolve_init_from(pattern, k)
+            if path.resolve().is_relative_to(run_dir):
+                # Resuming is run_dir=...; starting weights come from another run. A run initialised from its
+                # own folds' checkpoints would depend on the order in which they finished.
+                raise CheckpointError(
+                    f"model.init_from={path} lies inside this run's own directory {cfg.run_dir}; to resume "
+                    "an interrupted run give run_dir alone, to fine-tune use a new run_dir"
+                )
             seen = overlap(read_provenance(path), folds[k].test_subjects)
             if seen and not allow:
                 raise overlap_error(path, seen, folds[k].name)

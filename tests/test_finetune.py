@@ -377,3 +377,15 @@ def test_holdout_run_keeps_one_checkpoint_and_reports_its_split(tmp_path):
     assert (run_dir / "last.ckpt").is_file() and not (run_dir / "fold_0").exists()
     assert read_provenance(run_dir / "last.ckpt")["train_subjects"] == info["train_subjects"][0]
     assert not set(fold["test_subjects"]) & set(info["train_subjects"][0])
+
+
+def test_resuming_and_initialising_cannot_be_confused(tmp_path):
+    """Resuming is run_dir=R; model.init_from=R/... into R itself is another experiment, refused."""
+    from training.rundir import RunDirError
+
+    run_dir = _train(tmp_path, tmp_path / "run")
+    before = (run_dir / "run.json").read_bytes()
+    with pytest.raises(RunDirError, match="different experiment.*model.init_from"):
+        _train(tmp_path, run_dir, [f'model.init_from="{run_dir}/fold_{{fold}}/last.ckpt"'])
+    assert (run_dir / "run.json").read_bytes() == before
+    assert not (run_dir / "fold_0" / "init_report.json").exists()
