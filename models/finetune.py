@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from models.weights import match_tensors
 from training.checkpoints import CheckpointError, overlap, read_checkpoint, read_provenance, resolve_init_from
 from utils.atomic import atomic_write_json
 
@@ -111,18 +112,6 @@ def _network_state(checkpoint: Mapping, path: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _strip(key: str, model_keys: set[str]) -> str:
-    # DDP-wrapped (`module.`) or other tools' wrappers (`model.`): strip while the name is not the model's.
-    while key not in model_keys:
-        for prefix in ("module.", "model.", NET_PREFIX):
-            if key.startswith(prefix):
-                key = key[len(prefix) :]
-                break
-        else:
-            break
-    return key
-
-
 def overlap_error(path: Path, seen: Sequence[str], fold_name: str) -> OverlapError:
     return OverlapError(
         f"model.init_from={path}: these weights were trained on {', '.join(seen)}, which fold {fold_name} "
@@ -156,25 +145,17 @@ def initialise_from(
         report.overlap = seen
         report.provenance = "overlap allowed" if seen else "checked"
     tensors = _network_state(checkpoint, path)
-    target = net.state_dict()
-    keys = set(target)
-    to_load: dict[str, torch.Tensor] = {}
-    for raw, tensor in tensors.items():
-        key = _strip(raw, keys)
-        if key not in keys:
-            report.skipped.append(key)
-        elif tuple(tensor.shape) != tuple(target[key].shape):
-            report.mismatched.append((key, list(tensor.shape), list(target[key].shape)))
-        else:
-            to_load[key] = tensor
+    to_load, matched = match_tensors(net, tensors)
+    report.skipped = matched.unexpected_keys
+    report.mismatched = [(k, list(c), list(m)) for k, c, m in matched.mismatched_keys]
     if not to_load:
         raise CheckpointError(
             f"model.init_from={path}: none of its {len(tensors)} tensors fits {type(net).__name__} by name "
             f"and shape (e.g. {', '.join(sorted(tensors)[:3])}); is it another network's checkpoint?"
         )
     net.load_state_dict(to_load, strict=False)
-    report.loaded = [k for k in target if k in to_load]
-    report.newly_initialised = [k for k in target if k not in to_load]
+    report.loaded = matched.loaded_keys
+    report.newly_initialised = [k for k in net.state_dict() if k not in to_load]
     return report
 
 

@@ -97,6 +97,31 @@ def _strip(key: str, model_keys: set[str], prefixes: Iterable[str]) -> str:
     return key
 
 
+def match_tensors(
+    model: nn.Module,
+    checkpoint: Mapping[str, torch.Tensor],
+    strip_prefixes: Iterable[str] = ("net.", "model.", "module."),
+) -> tuple[dict[str, torch.Tensor], LoadReport]:
+    """({model name: tensor} of the checkpoint tensors that fit `model` by name and shape, the report of
+    what did not). Nothing is loaded; `load_weights` and `models.finetune` load the dict."""
+    target = model.state_dict()
+    model_keys = set(target)
+    report = LoadReport()
+    to_load: dict[str, torch.Tensor] = {}
+    for raw_key, tensor in checkpoint.items():
+        key = _strip(raw_key, model_keys, strip_prefixes)
+        if key not in model_keys:
+            report.unexpected_keys.append(key)
+        elif tensor.shape != target[key].shape:
+            report.mismatched_keys.append((key, tuple(tensor.shape), tuple(target[key].shape)))
+        else:
+            to_load[key] = tensor
+    mismatched = {k for k, _, _ in report.mismatched_keys}
+    report.missing_keys = [k for k in target if k not in to_load and k not in mismatched]
+    report.loaded_keys = [k for k in target if k in to_load]
+    return to_load, report
+
+
 def load_weights(
     model: nn.Module,
     path: str | Path,
@@ -123,22 +148,8 @@ def load_weights(
     """
     path = Path(path)
     checkpoint = read_state_dict(path)
-    target = model.state_dict()
-    model_keys = set(target)
-
-    report = LoadReport(path=str(path))
-    to_load: dict[str, torch.Tensor] = {}
-    for raw_key, tensor in checkpoint.items():
-        key = _strip(raw_key, model_keys, strip_prefixes)
-        if key not in model_keys:
-            report.unexpected_keys.append(key)
-        elif tensor.shape != target[key].shape:
-            report.mismatched_keys.append((key, tuple(tensor.shape), tuple(target[key].shape)))
-        else:
-            to_load[key] = tensor
-    mismatched = {k for k, _, _ in report.mismatched_keys}
-    report.missing_keys = [k for k in target if k not in to_load and k not in mismatched]
-    report.loaded_keys = [k for k in target if k in to_load]
+    to_load, report = match_tensors(model, checkpoint, strip_prefixes)
+    report.path = str(path)
 
     if strict and not report.exact:
         raise RuntimeError(f"strict weight loading failed for {type(model).__name__}:\n{report}")
