@@ -180,6 +180,7 @@ def build_feature_set(
     the batches are the same.
     """
     from preprocessing.cache import FeatureCache, cached_features  # deferred: heavy imports
+    from preprocessing.flow import clear_flow_memo
 
     specs = feature_specs(spec)
     check_unique_ids(samples)
@@ -191,24 +192,27 @@ def build_feature_set(
     cache = FeatureCache(cache_dir) if cache_dir is not None else None
     arrays: dict[str, np.ndarray] = {}
     failed: dict[int, str] = {}
-    for name, input_spec in specs.items():
-        unreadable: list[tuple[int, str]] | None = None if strict else []
-        size_mb = len(kept) * int(np.prod(input_spec.shape)) * 4 / 2**20
-        stream_to = None
-        if stream_over_mb is not None and size_mb > stream_over_mb:
-            stream_to = stream_path(cache_dir, input_spec.key())
-            log.info("input %s: %.0f MiB, streamed from %s", name, size_mb, stream_to)
-        arrays[name] = cached_features(
-            kept,
-            input_spec,
-            cache=cache,
-            progress=progress,
-            workers=workers,
-            unreadable=unreadable,
-            stream_to=stream_to,
-        )
-        for index, message in unreadable or []:
-            failed.setdefault(index, message)
+    try:
+        for name, input_spec in specs.items():
+            unreadable: list[tuple[int, str]] | None = None if strict else []
+            size_mb = len(kept) * int(np.prod(input_spec.shape)) * 4 / 2**20
+            stream_to = None
+            if stream_over_mb is not None and size_mb > stream_over_mb:
+                stream_to = stream_path(cache_dir, input_spec.key())
+                log.info("input %s: %.0f MiB, streamed from %s", name, size_mb, stream_to)
+            arrays[name] = cached_features(
+                kept,
+                input_spec,
+                cache=cache,
+                progress=progress,
+                workers=workers,
+                unreadable=unreadable,
+                stream_to=stream_to,
+            )
+            for index, message in unreadable or []:
+                failed.setdefault(index, message)
+    finally:
+        clear_flow_memo()  # the inputs that could share a flow field are built
     if failed:
         keep = [i for i in range(len(kept)) if i not in failed]
         if not keep:

@@ -145,3 +145,44 @@ def test_bad_method_or_parameter_is_named(method, params, message):
     frame = np.zeros((32, 32), np.uint8)
     with pytest.raises(ValueError, match=message):
         optical_flow(frame, frame, method, params)
+
+
+def test_flow_memo_returns_the_same_field_once_computed_and_copies(monkeypatch):
+    from preprocessing import flow as flow_module
+
+    flow_module.clear_flow_memo()
+    calls = []
+    real = flow_module._FLOWS["tvl1"]
+
+    def counting(prev, next, params):
+        calls.append(1)
+        return real(prev, next, params)
+
+    monkeypatch.setitem(flow_module._FLOWS, "tvl1", counting)
+    rng = np.random.default_rng(0)
+    a = rng.random((32, 32)).astype(np.float32)
+    b = np.roll(a, 1, axis=1)
+    u1, v1 = flow_module.optical_flow(a, b)
+    u1[:] = 99  # a caller's change must not reach the memo
+    u2, v2 = flow_module.optical_flow(a.copy(), b.copy())
+    assert len(calls) == 1 and not np.any(u2 == 99) and np.array_equal(v1, v2)
+    flow_module.optical_flow(a, b, params={"warps": 3})  # other parameters: computed again
+    flow_module.optical_flow(b, a)  # other order: computed again
+    assert len(calls) == 3
+    flow_module.clear_flow_memo()
+    flow_module.optical_flow(a, b)
+    assert len(calls) == 4
+    flow_module.clear_flow_memo()
+
+
+def test_flow_memo_is_bounded(monkeypatch):
+    from preprocessing import flow as flow_module
+
+    flow_module.clear_flow_memo()
+    monkeypatch.setattr(flow_module, "FLOW_MEMO_BYTES", 3 * 2 * 32 * 32 * 4)  # three fields
+    rng = np.random.default_rng(1)
+    frames = [rng.random((32, 32)).astype(np.float32) for _ in range(6)]
+    for i in range(5):
+        flow_module.optical_flow(frames[i], frames[i + 1], "farneback")
+    assert len(flow_module._MEMO) == 3 and flow_module._memo_bytes <= flow_module.FLOW_MEMO_BYTES
+    flow_module.clear_flow_memo()
