@@ -5,6 +5,10 @@ depend on which folds ran before it in the same process: a run resumed after a c
 numbers an uninterrupted run gives. Predictions are written atomically when a fold finishes, with a record
 of what made them; a rerun into the same run directory skips the folds whose file and record agree with
 this experiment and trains again any other (a file that lost rows, a torn file, one without its record).
+After its predictions, each fold keeps its final weights (training.checkpoints: `fold_{k}/last.ckpt`, or
+`last.ckpt` for the one model of a hold-out or all-subjects run) with the subjects they were trained on; a
+fold that holds no subject out (protocol `all`) is finished when its checkpoint is. Under DDP every rank
+trains and tests; only the primary one writes.
 """
 
 from __future__ import annotations
