@@ -11,6 +11,7 @@ same `--subjects` x `--clips` clips for every route, LOSO):
     finetune   finetune_cpu   init_from=pre/last.ckpt   every layer but the 7-class head loaded
     distill    distill_cpu    teacher=pre/last.ckpt     the frozen macro STSTNet as teacher, hint only
     emr        emr_cpu                              EMR's shallow trunk with the macro database in training
+    emr_no_macro  emr_cpu as a plain classifier, no macro source: the same network, input and schedule
 Every run is train.py in a fresh process; runs must have the machine to themselves. Prints a Markdown
 table (mean +/- standard deviation over seeds of the pooled numbers, each seed's UF1, training seconds per
 fold, checkpoint bytes per fold); nothing is asserted.
@@ -30,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import run_train  # noqa: E402  (the wall-time and peak-RSS wrapper)
 
-ROUTES = ("scratch", "finetune", "distill", "emr")
+ROUTES = ("scratch", "finetune", "distill", "emr", "emr_no_macro")
 
 
 def route_overrides(route: str, pre: Path) -> list[str]:
@@ -40,6 +41,9 @@ def route_overrides(route: str, pre: Path) -> list[str]:
         "finetune": ["experiment=finetune_cpu", f"model.init_from={ckpt}"],
         "distill": ["experiment=distill_cpu", f"model.distill.teacher.ckpt={ckpt}"],
         "emr": ["experiment=emr_cpu"],
+        # EMR's network, input and schedule as a plain classifier without the macro source: what the
+        # macro clips and the domain-adversarial loss add, apart from the network.
+        "emr_no_macro": ["experiment=emr_cpu", "model.recipe=classifier", "macro=null"],
     }[route]
 
 
