@@ -23,6 +23,7 @@ from pathlib import Path
 
 import lightning.pytorch as L
 import pandas as pd
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from datamodules.datamodule import FeatureSet, MERDataModule
 from datamodules.protocols import Fold
@@ -127,13 +128,23 @@ def train_fold(
     returns None."""
     fold = folds[k]
     log.info("fold %s (%d of %d): training", fold.name, k + 1, len(folds))
+    try:
+        return _train_fold(features, folds, k, run_dir, build, seed, bar, identity, experiment)
+    except RunInterrupted as stop:
+        # From the line above on, an interruption is this fold's, even while its parts are being built.
+        stop.fold = stop.fold or fold.name
+        raise
+
+
+def _train_fold(features, folds, k, run_dir, build, seed, bar, identity, experiment) -> pd.DataFrame | None:
+    fold = folds[k]
     start = time.perf_counter()
     L.seed_everything(seed + k, workers=True, verbose=False)
     datamodule = build.datamodule(k)
     datamodule.setup("fit")
     model = build.model(datamodule)
     init_report = getattr(model, "init_report", None)  # models.finetune.InitReport, when model.init_from
-    if init_report is not None:
+    if init_report is not None and rank_zero_only.rank == 0:
         log.log(logging.WARNING if init_report.overlap else logging.INFO, "%s", init_report)
         atomic_write_json(
             checkpoint_path(run_dir, k, folds).parent / INIT_REPORT_NAME,
@@ -157,9 +168,6 @@ def train_fold(
         log.info("fold %s: trained and tested in %.1f s", fold.name, time.perf_counter() - start)
         failed = False
         return frame
-    except RunInterrupted as stop:
-        stop.fold = stop.fold or fold.name
-        raise
     finally:
         close_loggers(loggers, failed=failed)
 
