@@ -132,6 +132,8 @@ def test_check_report_counts(exported):
     assert all(set(d) >= {"sample_id", "reason"} for d in report["repairs"] + report["drops"])
 
 
+# Two subprocesses end to end (15 s): slow; the composite's readers and rules stay in the fast suite.
+@pytest.mark.slow
 def test_check_command_and_training_on_the_composite(exported, tmp_path):
     paths = [
         f"data.casme2_root={exported['casme2']['frames_root']}",
