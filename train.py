@@ -301,11 +301,11 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
         elif recipe == DISTILL_RECIPE:
             from models.teacher_student import DistillationClassifier
 
-            settings = OmegaConf.to_container(cfg.model.distill, resolve=True)
-            teacher_cfg = settings.pop("teacher")
-            teacher = _teacher(teacher_cfg, dm.fold, chans, features.classes, settings, instantiate)
+            distill = OmegaConf.to_container(cfg.model.distill, resolve=True)
+            teacher_cfg = distill.pop("teacher")
+            teacher = _teacher(teacher_cfg, dm.fold, chans, features.classes, distill, instantiate)
             module = DistillationClassifier(
-                net, loss, optimizer, teacher, scheduler, features.classes, consumed, **settings
+                net, loss, optimizer, teacher, scheduler, features.classes, consumed, **distill
             )
         elif recipe == CLASSIFIER:
             module = MERClassifier(
@@ -435,6 +435,11 @@ def macro_source(cfg: DictConfig, specs: dict, features, instantiate):
     node = cfg.get("macro")
     if not node or not node.get("data"):
         return None, []
+    recipe = str(cfg.model.get("recipe") or CLASSIFIER)
+    if recipe != EMR_RECIPE:  # refused before the macro clips are read
+        raise SettingError(
+            "macro.data", node.data.get("name"), f"a macro source trains with the EMR recipe, not {recipe}"
+        )
     import dataclasses
 
     from datamodules.datamodule import build_feature_set
@@ -448,7 +453,8 @@ def macro_source(cfg: DictConfig, specs: dict, features, instantiate):
             name,
             f"its classes {labels.classes} must be the micro protocol's {features.classes}",
         )
-    replace = OmegaConf.to_container(node.get("features") or {}, resolve=True)
+    replaced = node.get("features")
+    replace = {} if not replaced else OmegaConf.to_container(replaced, resolve=True)
     macro_specs = {input_name: dataclasses.replace(spec, **replace) for input_name, spec in specs.items()}
     read = instantiate(node.data.reader)
     macro = build_feature_set(

@@ -375,3 +375,24 @@ def test_ddp_on_two_cpu_processes_writes_each_fold_once(tmp_path):
     assert json.loads((run_dir / "summary.json").read_text())["folds_missing"] == []
     log = (run_dir / "train.log").read_text()
     assert log.count("fold synthetic/s02 (2 of 3): training") == 1
+
+
+def test_a_macro_source_without_the_emr_recipe_is_refused(tmp_path):
+    import train
+    from training.settings import SettingError
+
+    cfg = _compose(
+        [
+            "experiment=ststnet_cpu",
+            "+data@macro.data=synthetic_macro",
+            "macro.data.label_map=auto",
+            *(f"macro.{o}" for o in SMALL_MACRO),
+            *SMALL_MICRO,
+            *QUICK,
+            f"cache_dir={tmp_path / 'cache'}",
+            f"run_dir={tmp_path / 'run'}",
+        ]
+    )
+    with pytest.raises(SettingError, match="macro source trains with the EMR recipe"):
+        train.run(cfg)
+    assert not (tmp_path / "run").exists()
