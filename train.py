@@ -277,6 +277,9 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
         # subjects only.
         extra = {"num_aus": len(features.au_names)} if "num_aus" in cfg.model.net else {}
         net = instantiate(cfg.model.net, num_classes=len(features.classes), in_chans=chans, **extra)
+        # Starting weights first, then what this fold learns from its data: a checkpoint's AU graph (fitted
+        # on its own training subjects) is replaced by this fold's.
+        init_report = _initialise(cfg, net, dm.fold, len(features.classes))
         if hasattr(net, "fit_adjacency"):
             if features.au is None:
                 raise SettingError(
@@ -284,7 +287,6 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
                 )
             rows = torch.as_tensor(dm.train_idx, dtype=torch.long)
             net.fit_adjacency(features.au[rows], features.au_mask[rows])
-        init_report = _initialise(cfg, net, dm.fold, len(features.classes))
         loss = instantiate(cfg.model.loss)(class_counts=dm.train_class_counts)
         scheduler = instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None
         optimizer = instantiate(cfg.model.optimizer)

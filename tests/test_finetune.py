@@ -389,3 +389,19 @@ def test_resuming_and_initialising_cannot_be_confused(tmp_path):
         _train(tmp_path, run_dir, [f'model.init_from="{run_dir}/fold_{{fold}}/last.ckpt"'])
     assert (run_dir / "run.json").read_bytes() == before
     assert not (run_dir / "fold_0" / "init_report.json").exists()
+
+
+def test_a_checkpoints_au_graph_is_replaced_by_the_folds_own(tmp_path):
+    """Weights load first, then the fold fits what it learns from its data: AU-GACN's graph."""
+    au = ["experiment=au_gacn_cpu", "datamodule.action_units=[1,2,4,5,6,9,12,15,26]"]
+    first = _train(tmp_path, tmp_path / "first", au)
+    state = torch.load(first / "fold_0" / "last.ckpt", weights_only=True)["state_dict"]
+    fitted = state["net.adjacency"].clone()
+    assert not fitted.all()  # the fold's graph has absent edges
+    tampered = {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
+    tampered["adjacency"] = torch.ones_like(fitted)
+    tampered["edge_weights"] = torch.ones_like(tampered["edge_weights"])
+    torch.save(tampered, tmp_path / "tampered.pt")
+    tuned = _train(tmp_path, tmp_path / "tuned", [*au, f"model.init_from={tmp_path / 'tampered.pt'}"])
+    again = torch.load(tuned / "fold_0" / "last.ckpt", weights_only=True)["state_dict"]
+    assert torch.equal(again["net.adjacency"], fitted)
