@@ -163,7 +163,7 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
     import torch
 
     from datamodules.augment import FlowAugment
-    from datamodules.datamodule import MERDataModule, build_feature_set
+    from datamodules.datamodule import MERDataModule
     from evaluation.reports import format_table, write_reports
     from models.classifier import MERClassifier
     from models.finetune import frozen_norm_layers, parameter_groups
@@ -186,16 +186,13 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
     specs = feature_specs(cfg, instantiate)
     consumed = model_inputs(cfg, specs)
     action_units = cfg.datamodule.get("action_units")
-    features = build_feature_set(
+    features = feature_set(
+        cfg,
         samples,
         labels,
         specs,
-        cache_dir=cfg.cache_dir,
-        progress=cfg.progress,
-        workers=cfg.feature_workers,
         strict=bool(cfg.data.get("strict", False)),
         action_units=None if action_units is None else list(action_units),
-        stream_over_mb=cfg.datamodule.get("stream_over_mb"),
     )
     for exclusion in features.exclusions:
         log.debug("excluded %s: %s", exclusion.sample_id, exclusion.reason)
@@ -424,6 +421,23 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
     return run_dir
 
 
+def feature_set(cfg: DictConfig, samples, labels, specs: dict, strict: bool, action_units=None):
+    """build_feature_set with the run's cache, progress, workers and streaming settings."""
+    from datamodules.datamodule import build_feature_set
+
+    return build_feature_set(
+        samples,
+        labels,
+        specs,
+        cache_dir=cfg.cache_dir,
+        progress=cfg.progress,
+        workers=cfg.feature_workers,
+        strict=strict,
+        action_units=action_units,
+        stream_over_mb=cfg.datamodule.get("stream_over_mb"),
+    )
+
+
 CLASSIFIER, EMR_RECIPE, DISTILL_RECIPE = "classifier", "emr", "distill"
 RECIPES = (CLASSIFIER, EMR_RECIPE, DISTILL_RECIPE)
 MACRO_SEED_OFFSET = 7919  # the macro loader's shuffling stream, apart from the micro fold's
@@ -444,7 +458,6 @@ def macro_source(cfg: DictConfig, specs: dict, features, instantiate):
         )
     import dataclasses
 
-    from datamodules.datamodule import build_feature_set
     from datamodules.protocols import label_map, macro_label_map
 
     name = str(node.data.get("label_map") or "auto")
@@ -459,16 +472,7 @@ def macro_source(cfg: DictConfig, specs: dict, features, instantiate):
     replace = {} if not replaced else OmegaConf.to_container(replaced, resolve=True)
     macro_specs = {input_name: dataclasses.replace(spec, **replace) for input_name, spec in specs.items()}
     read = instantiate(node.data.reader)
-    macro = build_feature_set(
-        read.samples,
-        labels,
-        macro_specs,
-        cache_dir=cfg.cache_dir,
-        progress=cfg.progress,
-        workers=cfg.feature_workers,
-        strict=bool(node.data.get("strict", False)),
-        stream_over_mb=cfg.datamodule.get("stream_over_mb"),
-    )
+    macro = feature_set(cfg, read.samples, labels, macro_specs, strict=bool(node.data.get("strict", False)))
     shared = set(macro.subjects) & set(features.subjects)
     if shared:
         raise SettingError(

@@ -76,7 +76,7 @@ import torch
 from torch import nn
 
 from losses.adversarial import GradientReversalLayer
-from models.timm_backbone import HUB_PREFIXES
+from models.timm_backbone import local_source
 from models.weights import LoadReport, load_weights
 
 log = logging.getLogger(__name__)
@@ -152,17 +152,9 @@ class EMR(nn.Module):
         **timm_kwargs: Any,
     ):
         super().__init__()
-        if backbone.startswith(HUB_PREFIXES):
-            raise ValueError(
-                f"backbone {backbone!r} would load its config from the Hugging Face hub; give the "
-                "architecture name and a local weights file instead"
-            )
+        path = local_source(backbone, weights)
         if top_rows is not None and top_rows < 1:
             raise ValueError(f"top_rows must be >= 1 (or None for 3/7 of the map), got {top_rows}")
-        path = None if weights is None else Path(weights)
-        # Checked before the backbone is built, so a typo fails at once and not after a slow timm import.
-        if path is not None and not path.is_file():
-            raise FileNotFoundError(f"weights file not found: {path}")
 
         self.num_classes = num_classes
         self.in_chans = in_chans

@@ -42,6 +42,20 @@ from torch import nn
 HUB_PREFIXES = ("hf-hub:", "hf_hub:")
 
 
+def local_source(name: str, weights: str | Path | None) -> Path | None:
+    """Refuse what would make timm reach the network: a hub name, or a weights file that is not there
+    (checked before the slow timm import, so that timm never falls back to a download). Returns the path."""
+    if name.startswith(HUB_PREFIXES):
+        raise ValueError(
+            f"timm model name {name!r} would load its config from the Hugging Face hub; give the "
+            "architecture name and a local weights file instead"
+        )
+    path = None if weights is None else Path(weights)
+    if path is not None and not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    return path
+
+
 class TimmBackbone(nn.Module):
     """A `timm.create_model` network with MERLin's interface.
 
@@ -64,15 +78,7 @@ class TimmBackbone(nn.Module):
         **timm_kwargs: Any,
     ):
         super().__init__()
-        if name.startswith(HUB_PREFIXES):
-            raise ValueError(
-                f"timm model name {name!r} would load its config from the Hugging Face hub; give the "
-                "architecture name and a local weights file instead"
-            )
-        path = None if weights is None else Path(weights)
-        # Checked before the (slow) timm import, and so that timm never falls back to a download.
-        if path is not None and not path.is_file():
-            raise FileNotFoundError(f"weights file not found: {path}")
+        path = local_source(name, weights)
 
         import timm  # ~4 s to import: only when a backbone is built (specs/stack.md)
 
