@@ -1,4 +1,5 @@
-"""Dense optical flow between two frames (spec models.md §10.1): TV-L1, Farnebäck or DIS, all from OpenCV.
+"""Dense optical flow between two frames (spec models.md §10.1): TV-L1, Farnebäck or DIS from OpenCV, or
+"tvl1_torch", OpenCV's TV-L1 ported to PyTorch (preprocessing.tvl1_torch: batched, on a GPU if there is one).
 
 Convention: flow from `prev` (the onset) to `next` (the apex), so `prev[y, x] ≈ next[y + v, x + u]`;
 u = horizontal displacement (x, along columns, + = rightwards), v = vertical (y, along rows, + = downwards),
@@ -16,6 +17,8 @@ end-point error; `benchmarks/bench_flow.py` repeats the high-contrast case):
   whole shift). So it gets float32 on the 0-255 scale: unquantised, same numbers as uint8 otherwise
   (EPE 0.0097 vs 0.0101 px).
 * DIS asserts CV_8UC1, so it gets the grey frame rounded to uint8.
+* tvl1_torch takes float32 [0, 1] and scales it by 255 as OpenCV's TV-L1 does, so both read one set of
+  parameters the same way.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-FLOW_METHODS = ("tvl1", "farneback", "dis")
+FLOW_METHODS = ("tvl1", "farneback", "dis", "tvl1_torch")
 
 # TV-L1: name -> (getter, setter, type). Names are OpenCV's own (spec §10.1), so a read-back dict, a config
 # override and the spec's table all use one vocabulary.
@@ -101,7 +104,12 @@ _FARNEBACK_TYPES: dict[str, type] = {
 
 # Part of flow_parameters(), hence of every feature cache key: changing how frames are fed to OpenCV
 # changes the flow, so it must invalidate caches just as a parameter change does.
-_INPUT = {"tvl1": "gray float32 [0,1]", "farneback": "gray float32 [0,255]", "dis": "gray uint8"}
+_INPUT = {
+    "tvl1": "gray float32 [0,1]",
+    "farneback": "gray float32 [0,255]",
+    "dis": "gray uint8",
+    "tvl1_torch": "gray float32 [0,1]",
+}
 
 
 def _check_method(method: str) -> None:
@@ -141,18 +149,26 @@ def _f32(value: float) -> float:
     return float(f"{value:.7g}")
 
 
-def _tvl1(params: Mapping[str, Any]) -> Any:
-    _check_names("tvl1", params, list(_TVL1_PARAMS))
+def _tvl1(params: Mapping[str, Any], method: str = "tvl1") -> Any:
+    """A configured OpenCV DualTVL1 object; `method` names the caller in messages ("tvl1_torch" reads its
+    parameters and defaults from the same object)."""
+    _check_names(method, params, list(_TVL1_PARAMS))
     flow = cv2.optflow.DualTVL1OpticalFlow_create()
     for name, value in params.items():
         getter, setter, kind = _TVL1_PARAMS[name]
-        value = _coerce("tvl1", name, value, kind)
+        value = _coerce(method, name, value, kind)
         if name == "useInitialFlow" and value:
             raise ValueError(
-                "tvl1 flow parameter 'useInitialFlow' cannot be True: optical_flow() has no initial flow"
+                f"{method} flow parameter 'useInitialFlow' cannot be True: optical_flow() has no initial flow"
             )
         getattr(flow, setter)(value)
     return flow
+
+
+def _tvl1_values(params: Mapping[str, Any], method: str = "tvl1") -> dict[str, Any]:
+    """The TV-L1 parameters in effect, read back from the configured OpenCV object, by OpenCV's names."""
+    flow = _tvl1(params, method)
+    return {name: kind(getattr(flow, getter)()) for name, (getter, _, kind) in _TVL1_PARAMS.items()}
 
 
 def _dis(params: Mapping[str, Any]) -> Any:
@@ -196,16 +212,24 @@ def flow_parameters(method: str, params: Mapping[str, Any] | None = None) -> dic
     """The parameters in effect for `method` with `params` overrides, as JSON-able values.
 
     TV-L1 and DIS values are read back from the configured OpenCV object's getters (so a changed OpenCV
-    default shows up); Farnebäck has no object, so its merged defaults are returned. Also returned:
-    `method`, the `opencv` version and `input` (how frames are handed to OpenCV).
+    default shows up; tvl1_torch reads OpenCV's TV-L1 defaults the same way); Farnebäck has no object, so
+    its merged defaults are returned. Also returned: `method`, the `opencv` version and `input` (how frames
+    are handed to OpenCV), and for tvl1_torch the `torch` version. Nothing depends on the device, so a flow
+    computed on a GPU and one computed on the CPU share a cache key.
     Raises ValueError for an unknown method or parameter name, listing the valid ones.
     """
     _check_method(method)
     params = dict(params or {})
     head: dict[str, Any] = {"method": method, "opencv": cv2.__version__, "input": _INPUT[method]}
     if method == "tvl1":
-        flow = _tvl1(params)
-        values = {name: kind(getattr(flow, getter)()) for name, (getter, _, kind) in _TVL1_PARAMS.items()}
+        values = _tvl1_values(params)
+    elif method == "tvl1_torch":
+        import torch
+
+        from preprocessing.tvl1_torch import tvl1_parameters
+
+        head["torch"] = torch.__version__
+        values = tvl1_parameters(params)
     elif method == "dis":
         flow = _dis(params)
         values = {"preset": _dis_preset(params.get("preset", _DIS_DEFAULT_PRESET))}
@@ -302,10 +326,26 @@ def dis_flow(
     return _split(flow.calc(prev_u8, next_u8, None))
 
 
+def tvl1_torch_flow(
+    prev: np.ndarray, next: np.ndarray, params: Mapping[str, Any] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """TV-L1 in PyTorch (preprocessing.tvl1_torch), one pair, on CUDA when available; see `optical_flow`.
+
+    For many pairs at once, call `preprocessing.tvl1_torch.tvl1_flow_batch` directly.
+    """
+    # Imported here: torch costs a second or two to import, which the OpenCV methods need not pay.
+    from preprocessing.tvl1_torch import tvl1_flow_batch
+
+    prev_gray, next_gray = _gray_pair(prev, next)
+    u, v = tvl1_flow_batch(prev_gray[None], next_gray[None], params)
+    return u[0].cpu().numpy(), v[0].cpu().numpy()
+
+
 _FLOWS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
     "tvl1": tvl1_flow,
     "farneback": farneback_flow,
     "dis": dis_flow,
+    "tvl1_torch": tvl1_torch_flow,
 }
 
 
