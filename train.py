@@ -361,8 +361,10 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
     quiet_lightning()
     first = datamodule(only[0] if only else 0)
     first.setup("fit")
-    model(first).configure_optimizers()
+    first_model = model(first)
+    first_model.configure_optimizers()
     trainer([], [])
+    strategy = fold_strategy(cfg, first_model, first, 1 if only else len(folds))
 
     by_id = {s.sample_id: s for s in samples}
     kept = [by_id[i] for i in features.sample_ids]
@@ -395,6 +397,8 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
         progress=cfg.progress,
         identity=experiment_identity(settings, features.classes, records),
         experiment=cfg.experiment_name,
+        strategy=strategy,
+        trainer_config=OmegaConf.to_container(cfg.trainer, resolve=True),
     )
     if not primary:
         return run_dir
@@ -419,6 +423,25 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
         )
     run_log.say(format_table(summary))
     return run_dir
+
+
+def fold_strategy(cfg: DictConfig, module, datamodule, folds_to_train: int) -> str:
+    """loso.strategy resolved: parallel or sequential. auto is parallel when the first fold's parts can be
+    trained as a fold stack (training.fold_parallel.unsupported) and there is more than one fold to train;
+    an explicit parallel that cannot be honoured is an error naming why, never a silent fallback."""
+    from training.fold_parallel import unsupported
+
+    requested = str(cfg.loso.get("strategy", "auto")) if cfg.get("loso") else "auto"
+    if requested == "sequential":
+        return requested
+    reason = unsupported(module, datamodule, OmegaConf.to_container(cfg.trainer, resolve=True))
+    if requested == "parallel":
+        if reason is not None:
+            raise SettingError("loso.strategy", requested, f"{reason}; use loso.strategy=sequential")
+        return requested
+    strategy = "parallel" if reason is None and folds_to_train > 1 else "sequential"
+    log.info("loso.strategy=auto: %s%s", strategy, f" ({reason})" if reason and folds_to_train > 1 else "")
+    return strategy
 
 
 def feature_set(cfg: DictConfig, samples, labels, specs: dict, strict: bool, action_units=None):
@@ -704,6 +727,8 @@ def main(cfg: DictConfig) -> None:
                 run_dir = run(cfg, run_log, on_claim)
             except RunInterrupted as stop:
                 where = f"during fold {stop.fold}" if stop.fold else "before any fold started"
+                if stop.fold and stop.fold.startswith("folds "):  # fold-parallel: every fold in flight
+                    where = f"during {stop.fold}"
                 resume = (
                     f"the folds finished before it are kept; rerun with run_dir={claimed[0]} to resume"
                     if claimed

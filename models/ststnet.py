@@ -84,6 +84,14 @@ class STSTNet(nn.Module):
         x = features.flatten(1)
         return x if pre_logits else self.fc(x)
 
+    @staticmethod
+    def fold_stack(nets, dropout_seed: int | None = None) -> nn.Module:
+        """K of these networks as one model trained on shared batches (loso.strategy=parallel,
+        training.fold_parallel): models.stacked_ststnet.StackedSTSTNet."""
+        from models.stacked_ststnet import StackedSTSTNet
+
+        return StackedSTSTNet(nets, dropout_seed)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in_chans, 28, 28) float32 -> (N, num_classes) logits (no softmax)."""
         return self.forward_head(self.forward_features(x))

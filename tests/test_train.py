@@ -82,7 +82,9 @@ def test_cli_train_then_evaluate_writes_every_report(tmp_path):
     # train.log is the console log: the log records, the results table and the last line.
     log = (run_dir / "train.log").read_text()
     assert "synthetic: 6 samples" in log  # logged before the claim, held back until it
-    assert "fold synthetic/s01 (1 of 2): training" in log and "folds: 2/2 done" in log
+    # The default STSTNet recipe trains its folds together (loso.strategy=auto -> parallel).
+    assert "loso.strategy=auto: parallel" in log and "folds: 2/2 done" in log
+    assert "folds synthetic/s01 .. synthetic/s02 (2, trained together): training" in log
     assert log.rstrip().endswith(f"run dir: {run_dir}")
     assert "lr: 0.001" in (run_dir / ".hydra" / "config.yaml").read_text()
     assert "logger=csv" in (run_dir / ".hydra" / "overrides.yaml").read_text()
@@ -115,7 +117,8 @@ def test_cli_train_then_evaluate_writes_every_report(tmp_path):
 def test_resume_after_crash_trains_only_the_rest_and_pools_the_same(tmp_path, monkeypatch):
     import training.loop
 
-    reference = _run(tmp_path, tmp_path / "uninterrupted")
+    sequential = ["loso.strategy=sequential"]  # the fold loop's own crash handling
+    reference = _run(tmp_path, tmp_path / "uninterrupted", sequential)
 
     run_dir = tmp_path / "interrupted"
     real_train_fold = training.loop.train_fold
@@ -129,7 +132,7 @@ def test_resume_after_crash_trains_only_the_rest_and_pools_the_same(tmp_path, mo
 
     monkeypatch.setattr(training.loop, "train_fold", crash_on_fold_1)
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path, run_dir)
+        _run(tmp_path, run_dir, sequential)
     assert sorted(p.name for p in (run_dir / "predictions").iterdir()) == ["fold_000.csv", "fold_000.json"]
     first = (run_dir / "predictions" / "fold_000.csv").stat().st_mtime_ns
 
@@ -138,7 +141,7 @@ def test_resume_after_crash_trains_only_the_rest_and_pools_the_same(tmp_path, mo
         return real_train_fold(features, folds, k, *args, **kwargs)
 
     monkeypatch.setattr(training.loop, "train_fold", record)
-    resumed = _run(tmp_path, run_dir)
+    resumed = _run(tmp_path, run_dir, sequential)
     assert trained == [0, 1, 2]  # fold 0 once before the crash, then only 1 and 2
     assert (run_dir / "predictions" / "fold_000.csv").stat().st_mtime_ns == first
     for key in ("uf1", "uar", "accuracy", "n", "confusion_matrix"):
@@ -228,7 +231,8 @@ def test_truncated_or_torn_fold_files_are_named_then_retrained(tmp_path, monkeyp
     from evaluation.reports import summarize
 
     run_dir = tmp_path / "run"
-    reference = _run(tmp_path, run_dir)
+    sequential = ["loso.strategy=sequential"]  # records which folds the fold loop trains
+    reference = _run(tmp_path, run_dir, sequential)
     fold1, fold2 = (run_dir / "predictions" / f"fold_00{k}.csv" for k in (1, 2))
     lines = fold1.read_text().splitlines(keepends=True)
     fold1.write_text("".join(lines[:2]))  # `head -n 2`: the header and one of three rows
@@ -243,7 +247,7 @@ def test_truncated_or_torn_fold_files_are_named_then_retrained(tmp_path, monkeyp
         return real_train_fold(features, folds, k, *args, **kwargs)
 
     monkeypatch.setattr(training.loop, "train_fold", record)
-    resumed = _run(tmp_path, run_dir)
+    resumed = _run(tmp_path, run_dir, sequential)
     assert trained == [1, 2]
     for key in ("uf1", "uar", "accuracy", "n", "confusion_matrix"):
         assert resumed[key] == reference[key], key
@@ -347,10 +351,21 @@ def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 60
     raise AssertionError(f"{text!r} never appeared in {path}")
 
 
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_killed_run_looks_killed(tmp_path, signum, status):
+@pytest.mark.parametrize(
+    ("signum", "status", "strategy"),
+    [
+        (signal.SIGTERM, 143, "sequential"),
+        (signal.SIGINT, 130, "sequential"),
+        (signal.SIGTERM, 143, "parallel"),
+    ],
+)
+def test_a_killed_run_looks_killed(tmp_path, signum, status, strategy):
     run_dir = tmp_path / "run"
     args = [*TINY, "trainer.max_epochs=100000", f"run_dir={run_dir}", f"cache_dir={_cache(tmp_path)}"]
+    args.append(f"loso.strategy={strategy}")
+    where, started = "fold synthetic/s01", "fold synthetic/s01 (1 of 3): training"
+    if strategy == "parallel":
+        where = started = "folds synthetic/s01 .. synthetic/s03 (3, trained together)"
     env = {**os.environ, "WANDB_MODE": "disabled"}
     proc = subprocess.Popen(
         [sys.executable, "train.py", *args],
@@ -361,7 +376,7 @@ def test_a_killed_run_looks_killed(tmp_path, signum, status):
         text=True,
     )
     try:
-        _wait_for(run_dir / "train.log", "fold synthetic/s01 (1 of 3): training", proc)
+        _wait_for(run_dir / "train.log", started, proc)
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
@@ -369,7 +384,7 @@ def test_a_killed_run_looks_killed(tmp_path, signum, status):
     name = signal.Signals(signum).name
     assert proc.returncode == status, stderr[-2000:]
     assert stderr.strip().splitlines()[-1] == (
-        f"error: interrupted by {name} during fold synthetic/s01; the folds finished before it are kept; "
+        f"error: interrupted by {name} during {where}; the folds finished before it are kept; "
         f"rerun with run_dir={run_dir} to resume"
     )
     assert stdout.strip().splitlines()[-1] == f"run dir: {run_dir}"

@@ -143,7 +143,23 @@ def _train_fold(features, folds, k, run_dir, build, seed, bar, identity, experim
     datamodule = build.datamodule(k)
     datamodule.setup("fit")
     model = build.model(datamodule)
-    init_report = getattr(model, "init_report", None)  # models.finetune.InitReport, when model.init_from
+    write_init_report(model, run_dir, folds, k)
+    loggers = build.loggers(fold)
+    failed = True
+    try:
+        trainer = build.trainer(loggers, [_FoldProgress(bar, fold)])
+        trainer.fit(model, datamodule=datamodule)
+        frame = finish_fold(trainer, model, datamodule, features, folds, k, run_dir, identity, experiment)
+        log.info("fold %s: trained and tested in %.1f s", fold.name, time.perf_counter() - start)
+        failed = False
+        return frame
+    finally:
+        close_loggers(loggers, failed=failed)
+
+
+def write_init_report(model: L.LightningModule, run_dir: Path, folds: Sequence[Fold], k: int) -> None:
+    """What model.init_from loaded into fold k (models.finetune.InitReport), beside its checkpoint."""
+    init_report = getattr(model, "init_report", None)
     if init_report is not None and rank_zero_only.rank == 0:
         log.log(logging.WARNING if init_report.overlap else logging.INFO, "%s", init_report)
         atomic_write_json(
@@ -151,25 +167,33 @@ def _train_fold(features, folds, k, run_dir, build, seed, bar, identity, experim
             init_report.as_dict(),
             what="initialisation report",
         )
-    loggers = build.loggers(fold)
-    failed = True
-    try:
-        trainer = build.trainer(loggers, [_FoldProgress(bar, fold)])
-        trainer.fit(model, datamodule=datamodule)
-        frame = None
-        if fold.test_subjects:
-            trainer.test(model, datamodule=datamodule, verbose=False)
-            if trainer.is_global_zero:
-                frame = fold_predictions(features, fold, model.test_predictions)
-                fold_identity = None if identity is None else {**identity, **_fold_entry(fold)}
-                write_fold_predictions(run_dir, k, frame, fold_identity)
+
+
+def finish_fold(
+    trainer: L.Trainer,
+    model: L.LightningModule,
+    datamodule,
+    features: FeatureSet,
+    folds: Sequence[Fold],
+    k: int,
+    run_dir: Path,
+    identity: Mapping | None,
+    experiment: str,
+    progress: tuple[int, int] | None = None,
+) -> pd.DataFrame | None:
+    """Test trained fold k on its held-out subjects with `trainer`, write its predictions, then its
+    checkpoint. progress: (epochs, optimizer steps) of a model trained by another Trainer (fold-parallel)."""
+    fold = folds[k]
+    frame = None
+    if fold.test_subjects:
+        trainer.test(model, datamodule=datamodule, verbose=False)
         if trainer.is_global_zero:
-            _keep_checkpoint(trainer, features, folds, k, run_dir, datamodule, identity, experiment)
-        log.info("fold %s: trained and tested in %.1f s", fold.name, time.perf_counter() - start)
-        failed = False
-        return frame
-    finally:
-        close_loggers(loggers, failed=failed)
+            frame = fold_predictions(features, fold, model.test_predictions)
+            fold_identity = None if identity is None else {**identity, **_fold_entry(fold)}
+            write_fold_predictions(run_dir, k, frame, fold_identity)
+    if trainer.is_global_zero:
+        _keep_checkpoint(trainer, features, folds, k, run_dir, datamodule, identity, experiment, progress)
+    return frame
 
 
 def _keep_checkpoint(
@@ -181,11 +205,14 @@ def _keep_checkpoint(
     datamodule: MERDataModule,
     identity: Mapping | None,
     experiment: str,
+    progress: tuple[int, int] | None = None,
 ) -> Path:
     """Write fold k's final weights (no optimizer state) with their provenance, after its predictions."""
     # The weights-only dump is what `trainer.save_checkpoint(weights_only=True)` writes, taken as a dict so
     # that it goes through the atomic writer (a reader never sees a torn checkpoint) and carries the record.
     checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=True)
+    if progress is not None:  # trained by the fold-parallel stack's Trainer, tested by this one
+        checkpoint["epoch"], checkpoint["global_step"] = progress
     model = trainer.lightning_module
     checkpoint["merlin"] = provenance(
         folds[k],
@@ -261,12 +288,18 @@ def train_folds(
     progress: bool = True,
     identity: Mapping | None = None,
     experiment: str = "",
+    strategy: str = "sequential",
+    trainer_config: Mapping | None = None,
 ) -> list[int]:
     """Train the folds not yet finished in `run_dir` (all, or those in `only`). Returns the folds trained.
 
     identity: the run's identity (training.rundir.run_identity), written into each fold's record and
     checked against the records of the folds already there; a fold whose file does not match is retrained.
+    strategy: "sequential" (one fold after another) or "parallel" (the unfinished folds trained together,
+    training.fold_parallel; trainer_config is checked for settings it cannot honour).
     """
+    if strategy not in ("sequential", "parallel"):
+        raise ValueError(f"unknown fold strategy {strategy!r}; choose sequential or parallel")
     from tqdm.auto import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -300,9 +333,83 @@ def train_folds(
     redirect = logging_redirect_tqdm() if progress else nullcontext()
     try:
         with redirect:
-            for k in todo:
+            if strategy == "parallel" and todo:
+                train_folds_together(
+                    features, folds, todo, run_dir, build, seed, bar, identity, experiment, trainer_config
+                )
+            for k in todo if strategy == "sequential" else ():
                 train_fold(features, folds, k, run_dir, build, seed, bar, identity, experiment)
                 bar.update(1)
     finally:
         bar.close()
     return todo
+
+
+def train_folds_together(
+    features: FeatureSet,
+    folds: Sequence[Fold],
+    todo: Sequence[int],
+    run_dir: Path,
+    build: FoldFactories,
+    seed: int,
+    bar=None,
+    identity: Mapping | None = None,
+    experiment: str = "",
+    trainer_config: Mapping | None = None,
+) -> None:
+    """Train the folds `todo` as one stacked model (training.fold_parallel), then finish each fold as
+    sequential mode does: its own weights, test, predictions, checkpoint and loggers (with its curve)."""
+    from training.fold_parallel import _StackProgress, build_parts, train_stack
+
+    start = time.perf_counter()
+    names = f"folds {folds[todo[0]].name} .. {folds[todo[-1]].name} ({len(todo)}, trained together)"
+    log.info("%s: training (loso.strategy=parallel)", names)
+    try:
+        parts = build_parts(features, folds, todo, build, seed, trainer_config)
+        for k, _, module in parts:
+            write_init_report(module, run_dir, folds, k)
+        stack, stack_trainer = train_stack(features, parts, build, seed, [_StackProgress(bar, len(parts))])
+    except RunInterrupted as stop:
+        stop.fold = stop.fold or names
+        raise
+    epochs, steps = stack_trainer.current_epoch, stack_trainer.global_step
+    steps_per_epoch = max(1, steps // max(1, epochs))
+    trained = time.perf_counter() - start
+    for j, (k, datamodule, module) in enumerate(parts):
+        fold = folds[k]
+        try:
+            module.net.load_state_dict(stack.stack.fold_state_dict(j))
+            loggers = build.loggers(fold)
+            failed = True
+            try:
+                replay_curve(loggers, stack.history[j], steps_per_epoch)
+                trainer = build.trainer(loggers, [])
+                # The test metrics are logged after the replayed curve, not at step 0.
+                trainer.fit_loop.epoch_loop._batches_that_stepped = steps
+                progress = (epochs, steps)
+                finish_fold(
+                    trainer, module, datamodule, features, folds, k, run_dir, identity, experiment, progress
+                )
+                failed = False
+            finally:
+                close_loggers(loggers, failed=failed)
+        except RunInterrupted as stop:
+            stop.fold = stop.fold or fold.name
+            raise
+        if bar is not None:
+            bar.update(1)
+    log.info(
+        "%s: trained in %.1f s, tested and written in %.1f s",
+        names,
+        trained,
+        time.perf_counter() - start - trained,
+    )
+
+
+def replay_curve(loggers: list, history: Mapping[str, list[float]], steps_per_epoch: int) -> None:
+    """A fold's per-epoch training loss and accuracy from the stack, logged as sequential mode logs them
+    (train/loss and train/acc at each epoch's last step)."""
+    for logger in loggers:
+        for epoch, (loss, acc) in enumerate(zip(history["loss"], history["acc"], strict=True)):
+            step = (epoch + 1) * steps_per_epoch - 1
+            logger.log_metrics({"train/loss": loss, "train/acc": acc, "epoch": epoch}, step=step)

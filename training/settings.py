@@ -41,10 +41,13 @@ ADDED_SETTING_DEFAULTS: dict[str, Any] = {
     "model.freeze": [],
     "model.freeze_stages": 0,
     "model.head_lr": None,
+    # auto picks the strategy from the experiment itself; an explicit choice is part of the experiment.
+    "loso.strategy": "auto",
 }
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
 PROTOCOLS = ("loso", "lodo", "holdout", "all")
+LOSO_STRATEGIES = ("auto", "parallel", "sequential")  # training.fold_parallel
 REQUIRED = ("???", "required")  # what an experiment config puts where the user must give a path
 
 
@@ -139,6 +142,9 @@ def check_settings(settings: Mapping, cuda_available: bool | None = None) -> Non
     if not _is_int(max_epochs) or max_epochs < 1:
         # Lightning reads -1 as "train forever" and 0 as "do not train"; neither is a result to report.
         raise SettingError("trainer.max_epochs", max_epochs, "expected a positive whole number of epochs")
+    strategy = lookup(settings, "loso.strategy", "auto")
+    if strategy not in LOSO_STRATEGIES:
+        raise SettingError("loso.strategy", strategy, f"expected one of {', '.join(LOSO_STRATEGIES)}")
     _positive_int(settings, "datamodule.batch_size")
     _positive_int(settings, "datamodule.num_workers", minimum=0)
     _positive_int(settings, "feature_workers", minimum=0)

@@ -1,0 +1,254 @@
+"""Fold-parallel LOSO (`loso.strategy=parallel`): the fold models of an experiment trained as one model.
+
+A LOSO run trains one small model per subject on almost the same data; trained one after another, each step
+of a shallow network is too small to use the machine (../shared/specs/stack.md). Here the K unfinished folds
+train together, on shared minibatches of all samples:
+- each fold starts from the weights sequential mode would give it: its model is built by the same factory
+  after the same `seed + k` seeding;
+- a sample trains the folds whose training subjects include it and no other: `weights` (N, K) is 0 for a
+  fold's held-out subject, which the stacked network leaves out of that fold's batch statistics and the loss
+  leaves out of that fold's loss (tests poison those rows and check the fold's weights);
+- one optimizer step updates every fold. The optimizers allowed are elementwise (Adam, SGD, ...), for which
+  one optimizer over the stacked parameters is K independent optimizers;
+- the batch order and dropout draws are a function of the run's seed only, so a fold's weights do not depend
+  on which other folds are trained with it (a resumed run trains the missing folds the same way).
+The whole input tensor lives on the device; a batch is an index gather (no DataLoader per fold).
+
+Then each fold is finished as in sequential mode (training.loop.finish_fold): its weights go back into its
+own LightningModule, its held-out subject is tested by its own Trainer, its predictions and checkpoint are
+written, and its loggers get its training curve (per-fold loss and accuracy by epoch) before its test
+metrics.
+
+A network joins by declaring `fold_stack(nets, dropout_seed=...)`, returning a module whose forward takes
+(x, weights) and returns (N, K, classes) logits, with `fold_state_dict(k)` giving fold k's weights under the
+network's own keys (models.stacked_ststnet). Anything parallel mode cannot reproduce (a recipe other than the
+plain classifier, augmentation, per-fold input statistics, several inputs, a non-elementwise optimizer) is
+refused with the reason, never silently run another way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+
+import lightning.pytorch as L
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from datamodules.datamodule import EpochShuffle, FeatureSet, MERDataModule
+from datamodules.protocols import Fold
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("parallel", "sequential", "auto")
+# Optimizers whose update of a parameter element depends on that element's gradient history only.
+ELEMENTWISE_OPTIMIZERS = ("SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad")
+DROPOUT_SEED_OFFSET = 7919  # the stack's dropout stream, apart from the batch-order stream (the run's seed)
+
+
+class FoldParallelError(ValueError):
+    """This experiment cannot run with loso.strategy=parallel; the message says why and what to use."""
+
+
+def unsupported(module: L.LightningModule, datamodule, trainer_cfg: Mapping | None = None) -> str | None:
+    """Why fold k's parts cannot join a fold-parallel run, or None when they can."""
+    from models.classifier import MERClassifier
+
+    net = getattr(module, "net", None)
+    if type(module) is not MERClassifier:
+        return f"the {type(module).__name__} recipe trains its folds one at a time"
+    if not callable(getattr(net, "fold_stack", None)):
+        return f"{type(net).__name__} has no fold-parallel form (a `fold_stack`)"
+    if module.au_loss_weight > 0 or hasattr(net, "training_logits"):
+        return f"{type(net).__name__}'s AU or staged loss trains its folds one at a time"
+    if (
+        module.param_groups is not None
+        or module.frozen_norms
+        or not all(p.requires_grad for p in net.parameters())
+    ):
+        return "model.head_lr / model.freeze train parts of the network apart"
+    if type(datamodule) is not MERDataModule:
+        return f"{type(datamodule).__name__} (a second data source) is not supported"
+    if len(datamodule.inputs) != 1:
+        return "networks of several named inputs are not supported"
+    standardize = sorted({m for m in datamodule.standardize.values() if m != "none"})
+    if standardize:
+        return (
+            f"datamodule.standardize={standardize[0]} fits statistics per fold; the folds share batches here"
+        )
+    if any(a is not None for a in datamodule.augment.values()):
+        return "augmentation draws per fold batch; the folds share batches here"
+    if datamodule.fold_transforms or datamodule.generative_augment is not None:
+        return "a transform learned per fold (datamodule.fold_transforms, au_generative) is not supported"
+    optimizer = getattr(module.optimizer_factory, "func", module.optimizer_factory)
+    if getattr(optimizer, "__name__", "") not in ELEMENTWISE_OPTIMIZERS:
+        return (
+            f"optimizer {getattr(optimizer, '__name__', optimizer)} is not known to update each parameter "
+            f"element on its own (supported: {', '.join(ELEMENTWISE_OPTIMIZERS)})"
+        )
+    scheduler = getattr(module.scheduler_factory, "func", module.scheduler_factory)
+    if scheduler is not None and "Plateau" in getattr(scheduler, "__name__", ""):
+        return "a scheduler that watches a metric would watch all folds at once"
+    trainer_cfg = trainer_cfg or {}
+    devices = trainer_cfg.get("devices", 1)
+    if devices not in (1, "1", [0]) or "ddp" in str(trainer_cfg.get("strategy", "")):
+        return "several devices (DDP) are not supported"
+    # Clipping by the norm of all stacked parameters would couple the folds.
+    if trainer_cfg.get("gradient_clip_val") not in (None, 0):
+        return "trainer.gradient_clip_val is not supported"
+    if trainer_cfg.get("accumulate_grad_batches") not in (None, 1):
+        return "trainer.accumulate_grad_batches is not supported"
+    return None
+
+
+class FoldParallelModule(L.LightningModule):
+    """K folds' networks as one stack, trained on index batches of the shared input."""
+
+    def __init__(
+        self,
+        stack: nn.Module,
+        losses: Sequence[nn.Module],
+        optimizer,
+        scheduler,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        weights: torch.Tensor,
+    ) -> None:
+        super().__init__()
+        self.stack = stack
+        self.losses = nn.ModuleList(losses)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        # Non-persistent buffers: they follow the module to the device and stay out of any checkpoint.
+        self.register_buffer("x", x, persistent=False)
+        self.register_buffer("y", y, persistent=False)
+        self.register_buffer("weights", weights, persistent=False)
+        k = weights.shape[1]
+        self.register_buffer("_loss_sum", torch.zeros(k, dtype=torch.float64), persistent=False)
+        self.register_buffer("_correct", torch.zeros(k, dtype=torch.float64), persistent=False)
+        self.register_buffer("_rows", torch.zeros(k, dtype=torch.float64), persistent=False)
+        self.history: list[dict[str, list[float]]] = [{"loss": [], "acc": []} for _ in range(k)]
+
+    def training_step(self, rows: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        rows = rows.to(self.x.device)
+        weights = self.weights[rows]
+        logits = self.stack(self.x[rows], weights)
+        y = self.y[rows]
+        total = logits.new_zeros((), dtype=torch.float32)
+        for k, loss in enumerate(self.losses):
+            mine = weights[:, k].nonzero().squeeze(1)
+            if mine.numel() == 0:
+                continue
+            fold_logits = logits[mine, k]
+            fold_loss = loss(fold_logits, y[mine])
+            total = total + fold_loss
+            with torch.no_grad():
+                self._loss_sum[k] += fold_loss.double() * mine.numel()
+                self._correct[k] += (fold_logits.argmax(1) == y[mine]).sum()
+                self._rows[k] += mine.numel()
+        # The sum of the folds' losses: each fold's parameters get exactly their own loss's gradient.
+        self.log("train/loss_sum", total, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(rows))
+        return total
+
+    def on_train_epoch_end(self) -> None:
+        rows = self._rows.clamp_min(1)
+        losses, accuracies = (self._loss_sum / rows).tolist(), (self._correct / rows).tolist()
+        for k, history in enumerate(self.history):
+            history["loss"].append(losses[k])
+            history["acc"].append(accuracies[k])
+        for buffer in (self._loss_sum, self._correct, self._rows):
+            buffer.zero_()
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.stack.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer)}}
+
+
+def shared_input(features: FeatureSet, parts: Sequence[tuple[int, MERDataModule, object]]) -> torch.Tensor:
+    """The network input of every sample, the same for every fold (checked): per-sample normalisation and
+    the folds' standardisation statistics, which must agree (standardize=none, or identical statistics)."""
+    name = parts[0][1].inputs[0]
+    first_mean, first_std = parts[0][1].stats[name]
+    for _, dm, _ in parts[1:]:
+        mean, std = dm.stats[name]
+        if not (torch.equal(mean, first_mean) and torch.equal(std, first_std)):
+            raise FoldParallelError(
+                f"fold {dm.fold.name} standardises its input with its own training statistics "
+                f"(datamodule.standardize={dm.standardize[name]}), so the folds cannot share one batch: "
+                "use loso.strategy=sequential, or datamodule.standardize=none"
+            )
+    return parts[0][1].transform(torch.as_tensor(features.inputs[name]).float(), train=False, name=name)
+
+
+def train_stack(
+    features: FeatureSet,
+    parts: Sequence[tuple[int, MERDataModule, L.LightningModule]],
+    build,
+    seed: int,
+    callbacks: Sequence = (),
+) -> tuple[FoldParallelModule, L.Trainer]:
+    """Train the folds of `parts` ((k, datamodule, module) each, built and seeded as in sequential mode)
+    together. Returns the trained stack module and its Trainer."""
+    first = parts[0][2]
+    x = shared_input(features, parts)
+    n = len(features)
+    weights = torch.zeros(n, len(parts))
+    for j, (_, dm, _) in enumerate(parts):
+        weights[torch.as_tensor(dm.train_idx, dtype=torch.long), j] = 1.0
+    stack = first.net.fold_stack([m.net for _, _, m in parts], dropout_seed=seed + DROPOUT_SEED_OFFSET)
+    module = FoldParallelModule(
+        stack,
+        [m.loss for _, _, m in parts],
+        first.optimizer_factory,
+        first.scheduler_factory,
+        x,
+        features.y.long(),
+        weights,
+    )
+    batch_size = parts[0][1].batch_size
+    # One permutation of all samples per epoch, from the run's seed: the same whichever folds train here.
+    order = EpochShuffle(n, torch.Generator().manual_seed(seed))
+    loader = DataLoader(torch.arange(n), batch_size=batch_size, sampler=order)
+    L.seed_everything(seed, workers=True, verbose=False)
+    trainer = build.trainer([], list(callbacks))
+    start = time.perf_counter()
+    trainer.fit(module, train_dataloaders=loader)
+    log.info(
+        "%d folds trained together in %.1f s (%d epochs, %d steps)",
+        len(parts),
+        time.perf_counter() - start,
+        trainer.current_epoch,
+        trainer.global_step,
+    )
+    return module, trainer
+
+
+class _StackProgress(L.Callback):
+    """Shows the stack's epoch on the fold progress bar."""
+
+    def __init__(self, bar, count: int) -> None:
+        self.bar, self.count = bar, count
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.bar is not None:
+            text = f"{self.count} folds together, epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+            self.bar.set_postfix_str(text, refresh=True)
+
+
+def build_parts(features, folds: Sequence[Fold], todo: Sequence[int], build, seed: int, trainer_cfg=None):
+    """Each fold's datamodule and LightningModule, seeded as sequential mode seeds them; refuses a fold
+    parallel mode cannot train."""
+    parts = []
+    for k in todo:
+        L.seed_everything(seed + k, workers=True, verbose=False)
+        datamodule = build.datamodule(k)
+        datamodule.setup("fit")
+        module = build.model(datamodule)
+        reason = unsupported(module, datamodule, trainer_cfg)
+        if reason is not None:
+            raise FoldParallelError(f"loso.strategy=parallel: {reason}; use loso.strategy=sequential")
+        parts.append((k, datamodule, module))
+    return parts
