@@ -1,14 +1,19 @@
-"""Where a LOSO run's time goes: MERLin's sequential fold loop vs a plain PyTorch loop vs the FLOP floor.
+"""Where a LOSO run's time goes: MERLin's fold-parallel and sequential modes vs a plain PyTorch loop vs
+the FLOP floor.
 
     python benchmarks/loso_speed.py [--subjects 68] [--clips 7] [--epochs 2 12] [--plain-folds 8]
-        [--model ststnet] [--json PATH]
+        [--model ststnet] [--parallel-epochs 20 60] [--full] [--json PATH]
 
 On a synthetic composite-sized database (68 subjects x 7 clips = 476 clips, 3 classes; the MEGC2019
 composite has 442 clips of 68 subjects), with the paper recipe of `experiment=<model>` (STSTNet: Adam 5e-5,
 batch 256):
-- MERLin: `train.py` over all folds at two short schedules (`--epochs`), in fresh processes, features
-  cached; a fold's time t(E) = overhead + E x per-epoch is solved from the two, so the per-fold overhead
-  (Trainer construction, logger, test, writing) is measured apart from the epochs.
+- MERLin parallel (`loso.strategy=parallel`, the default for STSTNet): `train.py` at two short schedules
+  (`--parallel-epochs`); the stack's training time T(E) = overhead + E x per-epoch is solved from the two and
+  extrapolated; testing and writing the folds is measured as it is. `--full` also runs the whole 500-epoch
+  schedule once (no extrapolation) and reports its wall time and peak RSS.
+- MERLin sequential (`loso.strategy=sequential`): `train.py` over all folds at two short schedules
+  (`--epochs`), in fresh processes, features cached; a fold's time t(E) = overhead + E x per-epoch is solved
+  from the two, so the per-fold overhead (Trainer construction, logger, test, writing) is measured apart.
 - plain: a hand-written loop over the same cached features (per-sample min-max, as MERLin), the same
   network, Adam and batch size, index gathers from one tensor, no Lightning, `--plain-folds` folds.
 - floor: forward + backward FLOPs per sample (torch.utils.flop_counter) x sample-passes over the
@@ -46,6 +51,7 @@ def merlin_fold_seconds(args, work: Path, env: dict) -> dict:
         run_train(
             [
                 f"experiment={args.model}",
+                "loso.strategy=sequential",
                 f"data.reader.num_subjects={args.subjects}",
                 f"data.reader.clips_per_subject={args.clips}",
                 f"trainer.max_epochs={epochs}",
@@ -59,6 +65,36 @@ def merlin_fold_seconds(args, work: Path, env: dict) -> dict:
         text = (run_dir / "train.log").read_text()
         out[epochs] = [float(s) for s in re.findall(r"trained and tested in ([0-9.]+) s", text)]
     return out
+
+
+def parallel_seconds(args, work: Path, env: dict, epochs: int) -> dict:
+    """One fold-parallel run: the stack's training seconds, the testing-and-writing seconds, the wall time
+    and the peak RSS (MiB) of the whole train.py process."""
+    run_dir = work / f"parallel-{epochs}"
+    wall, peak_mib, _ = run_train(
+        [
+            f"experiment={args.model}",
+            "loso.strategy=parallel",
+            f"data.reader.num_subjects={args.subjects}",
+            f"data.reader.clips_per_subject={args.clips}",
+            f"trainer.max_epochs={epochs}",
+            "logger=none",
+            "progress=false",
+            f"run_dir={run_dir}",
+            f"cache_dir={work / 'cache'}",
+        ],
+        env,
+    )
+    text = (run_dir / "train.log").read_text()
+    trained, finished = re.search(r"trained in ([0-9.]+) s, tested and written in ([0-9.]+) s", text).groups()
+    uf1 = re.search(r"^Full\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)", text, re.M)
+    return {
+        "train_s": float(trained),
+        "finish_s": float(finished),
+        "wall_s": wall,
+        "peak_rss_mib": peak_mib,
+        "uf1": float(uf1.group(1)) if uf1 else None,
+    }
 
 
 def _features(args, work: Path):
@@ -138,6 +174,7 @@ def floor_seconds(cfg, features, folds, epochs: int) -> dict:
     rate = reps * 2 * 1024**3 / (time.perf_counter() - start)
     passes = sum(len(features) - sum(s in f.test_subjects for s in features.subjects) for f in folds) * epochs
     return {
+        "passes_per_epoch": passes / epochs,
         "flops_per_sample": flops_per_sample,
         "matmul_flops_per_s": rate,
         "floor_s": passes * flops_per_sample / rate,
@@ -153,12 +190,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, nargs=2, default=[2, 12], help="two short schedules")
     parser.add_argument("--plain-folds", type=int, default=8)
     parser.add_argument("--model", default="ststnet", help="the experiment whose recipe is used")
+    parser.add_argument("--parallel-epochs", type=int, nargs=2, default=[20, 60], help="two short schedules")
+    parser.add_argument("--full", action="store_true", help="also run the whole parallel schedule once")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
     env = {**os.environ, "WANDB_MODE": "disabled"}
     work = Path(tempfile.mkdtemp(prefix="merlin-loso-"))
     cfg, features, folds = _features(args, work)  # cold once; every run below reads the cache
+    p1, p2 = (parallel_seconds(args, work, env, e) for e in args.parallel_epochs)
+    (pe1, pe2) = args.parallel_epochs
+    parallel_epoch = (p2["train_s"] - p1["train_s"]) / (pe2 - pe1)
+    parallel_overhead = p1["train_s"] - pe1 * parallel_epoch
+    parallel = parallel_overhead + PAPER_EPOCHS * parallel_epoch + p2["finish_s"]
+    full = parallel_seconds(args, work, env, PAPER_EPOCHS) if args.full else None
     merlin = merlin_fold_seconds(args, work, env)
     e1, e2 = args.epochs
     mean = {e: sum(v) / len(v) for e, v in merlin.items()}
@@ -172,6 +217,15 @@ def main() -> None:
     figures = {
         "clips": len(features),
         "folds": n_folds,
+        "parallel_s": parallel,
+        "parallel_epoch_s": parallel_epoch,
+        "parallel_overhead_s": parallel_overhead,
+        "parallel_finish_s": p2["finish_s"],
+        "parallel_peak_rss_mib": max(p1["peak_rss_mib"], p2["peak_rss_mib"]),
+        "parallel_full_wall_s": None if full is None else full["wall_s"],
+        "parallel_full_train_s": None if full is None else full["train_s"],
+        "parallel_full_peak_rss_mib": None if full is None else full["peak_rss_mib"],
+        "parallel_full_uf1": None if full is None else full["uf1"],
         "merlin_fold_overhead_s": overhead,
         "merlin_fold_epoch_s": per_epoch,
         "plain_fold_epoch_s": plain_epoch,
@@ -179,6 +233,14 @@ def main() -> None:
         "plain_loop_s": plain,
         **floor,
         "sequential_over_plain": sequential / plain,
+        "speedup": sequential / parallel,
+        "parallel_over_plain": plain / parallel,
+        "parallel_over_floor": parallel / floor["floor_s"],
+        # Sample-passes one epoch of all folds makes (what the floor counts), over the stack's epoch time.
+        "achieved_gflops_parallel": floor["flops_per_sample"]
+        * floor["passes_per_epoch"]
+        / parallel_epoch
+        / 1e9,
         "plain_over_floor": plain / floor["floor_s"],
         "achieved_gflops_plain": floor["flops_per_sample"]
         * (len(features) * (n_folds - 1) / n_folds)
@@ -194,15 +256,28 @@ def main() -> None:
         f"| MERLin sequential (+ {overhead:.2f} s per fold) | {per_epoch * 1e3:.1f} ms | "
         f"{sequential / 60:.1f} min |"
     )
+    print(
+        f"| MERLin parallel ({len(folds)} folds as one stack; + {parallel_overhead:.1f} s start, "
+        f"{p2['finish_s']:.1f} s testing and writing) | {parallel_epoch / n_folds * 1e3:.1f} ms | "
+        f"{parallel / 60:.1f} min |"
+    )
+    if full is not None:
+        print(
+            f"| MERLin parallel, the whole {PAPER_EPOCHS} epochs run (train.py wall, cached features) | | "
+            f"{full['wall_s'] / 60:.1f} min |"
+        )
     print(f"| plain PyTorch loop | {plain_epoch * 1e3:.1f} ms | {plain / 60:.1f} min |")
     print(
         f"| floor: {floor['flops_per_sample'] / 1e6:.2f} MFLOP per sample-pass at "
         f"{floor['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s | | {floor['floor_s'] / 60:.2f} min |"
     )
     print(
-        f"ratios: sequential / plain {figures['sequential_over_plain']:.2f}x; plain / floor "
-        f"{figures['plain_over_floor']:.1f}x; the plain loop achieves "
-        f"{figures['achieved_gflops_plain']:.1f} GFLOP/s"
+        f"ratios: sequential / parallel {figures['speedup']:.1f}x; plain / parallel "
+        f"{figures['parallel_over_plain']:.1f}x; parallel / floor {figures['parallel_over_floor']:.1f}x; "
+        f"sequential / plain {figures['sequential_over_plain']:.2f}x; plain / floor "
+        f"{figures['plain_over_floor']:.1f}x. Achieved: parallel {figures['achieved_gflops_parallel']:.1f} "
+        f"GFLOP/s, plain {figures['achieved_gflops_plain']:.1f} GFLOP/s; peak RSS (parallel) "
+        f"{figures['parallel_peak_rss_mib']:.0f} MiB"
     )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

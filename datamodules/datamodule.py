@@ -162,7 +162,7 @@ def build_feature_set(
     spec,
     cache_dir: str | Path | None = None,
     progress: bool = True,
-    workers: int = 0,
+    workers: int | str = 0,
     strict: bool = False,
     action_units: Sequence[str] | None = None,
     stream_over_mb: float | None = None,

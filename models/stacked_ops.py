@@ -66,78 +66,116 @@ def chunk_size(per_sample_elements: int, element_bytes: int, device: torch.devic
 
 class ConvReluPoolSums(torch.autograd.Function):
     """patches (N, P, D) from `padded_patches`, weight (D, C) [conv weights flattened, bias last], sign (C,)
-    of +-1 -> pooled (N, C, Ho, Wo) = sign * max_pool(sign * relu(conv)), sum (N, C), sum of squares (N, C)
-    of relu(conv) over the H x W map."""
+    of +-1, groups G -> pooled (G, N, C / G, Ho * Wo) = sign * max_pool(sign * relu(conv)), sum (N, C), sum
+    of squares (N, C) of relu(conv) over the H x W map. The pooled map comes out group-major (a fold stack's
+    folds are the groups) because that is the layout of the batched matrix product that consumes it.
+
+    Each chunk's activation lives in one buffer reused for every chunk (a fresh multi-megabyte tensor per
+    chunk costs its page faults, more than the product that fills it), and every full-resolution pass is an
+    in-place or `out=` operation on it."""
 
     @staticmethod
-    def forward(ctx, patches, weight, sign, geometry):
+    def forward(ctx, patches, weight, sign, geometry, groups):
         (h, w, ho, wo, hp, wp, padding) = geometry
-        n_all, _, depth = patches.shape
+        n_all, positions, depth = patches.shape
         c = weight.shape[1]
         flip = bool((sign < 0).any())
-        pooled = patches.new_empty(n_all, c, ho, wo)
+        pooled = patches.new_empty(groups, n_all, c // groups, ho * wo)
         sums = patches.new_empty(n_all, c)
         squares = patches.new_empty(n_all, c)
-        arg = torch.empty(n_all, c, ho, wo, dtype=torch.long, device=patches.device)
-        step = chunk_size(hp * wp * c, patches.element_size(), patches.device)
-        for first in range(0, n_all, step):
-            rows = slice(first, min(n_all, first + step))
-            a = torch.matmul(patches[rows], weight).relu_()  # (n, Hp*Wp, C)
-            sums[rows] = a.sum(1)
-            squares[rows] = torch.linalg.vecdot(a, a, dim=1)
-            if flip:  # min-pool those channels: ignore the padding (PyTorch pads a max-pool with -inf)
-                signed = (a * sign).view(-1, hp, wp, c)[:, padding : padding + h, padding : padding + w]
-                pool, index = F.max_pool2d(signed.permute(0, 3, 1, 2), 3, 3, padding, return_indices=True)
-                # Indices of the unpadded map -> indices of the padded one (what backward scatters into).
-                index = (index // w + padding) * wp + index % w + padding
-            else:
-                grid = a.view(-1, hp, wp, c).permute(0, 3, 1, 2)  # a channels-last view, no copy
-                pool, index = F.max_pool2d(grid, 3, 3, 0, return_indices=True)
-            pooled[rows] = pool
-            arg[rows] = index
+        flat_index = torch.arange(c, device=patches.device)
+        step = chunk_size(positions * c, patches.element_size(), patches.device)
+        chunks = [slice(first, min(n_all, first + step)) for first in range(0, n_all, step)]
+        args: list[torch.Tensor | None] = [None] * len(chunks)  # per chunk: flat indices of the pooled values
+
+        def run(mine: list[int]) -> None:
+            buffer = patches.new_empty(min(step, n_all) * positions * c)
+            for chunk in mine:
+                rows = chunks[chunk]
+                n = rows.stop - rows.start
+                a = torch.mm(
+                    patches[rows].reshape(-1, depth), weight, out=buffer[: n * positions * c].view(-1, c)
+                )
+                a = a.relu_().view(n, positions, c)
+                if flip:  # min-pool those channels: ignore the padding (PyTorch pads a max-pool with -inf)
+                    signed = (a * sign).view(n, hp, wp, c)[:, padding : padding + h, padding : padding + w]
+                    pool, index = F.max_pool2d(signed.permute(0, 3, 1, 2), 3, 3, padding, return_indices=True)
+                    # Indices of the unpadded map -> indices of the padded one (what backward scatters into).
+                    index = (index // w + padding) * wp + index % w + padding
+                else:
+                    grid = a.view(n, hp, wp, c).permute(0, 3, 1, 2)  # a channels-last view, no copy
+                    pool, index = F.max_pool2d(grid, 3, 3, 0, return_indices=True)
+                # (n, C, Ho, Wo) -> (G, n, C/G, Ho*Wo): the one copy of the pooled map.
+                pooled[:, rows] = pool.reshape(n, groups, c // groups, ho * wo).transpose(0, 1)
+                # (n, C, Ho, Wo) channels-last -> (n, Ho*Wo, C) is a view; flat index: position * C + channel.
+                index = index.permute(0, 2, 3, 1).reshape(n, ho * wo, c)
+                args[chunk] = index.mul_(c).add_(flat_index).view(n, -1)
+                torch.sum(a, 1, out=sums[rows])
+                torch.sum(a.square_(), 1, out=squares[rows])
+
+        run(list(range(len(chunks))))
         if flip:
-            pooled.mul_(sign.view(1, c, 1, 1))
-        ctx.save_for_backward(patches, weight, arg)
-        ctx.step = step
+            pooled.mul_(sign.view(groups, 1, c // groups, 1))
+        ctx.save_for_backward(patches, weight)
+        ctx.args, ctx.chunks, ctx.step = args, chunks, step
         return pooled, sums, squares
 
     @staticmethod
     def backward(ctx, grad_pooled, grad_sums, grad_squares):
-        patches, weight, arg = ctx.saved_tensors
+        patches, weight = ctx.saved_tensors
         n_all, positions, depth = patches.shape
         c = weight.shape[1]
-        grad_weight = torch.zeros_like(weight)
         # pooled = sign * pool(sign * a): d pooled / d a at the arg-max is sign * sign = 1.
-        grad_pooled = grad_pooled.flatten(2).transpose(1, 2)  # (N, Ho*Wo, C)
-        arg = arg.flatten(2).transpose(1, 2)
+        # (G, N, C/G, Ho*Wo) -> (N, Ho*Wo, G, C/G): the layout of the flat indices.
+        grad_pooled = grad_pooled.permute(1, 3, 0, 2)
         grad_squares = 2 * grad_squares
-        for first in range(0, n_all, ctx.step):
-            rows = slice(first, min(n_all, first + ctx.step))
-            a = torch.matmul(patches[rows], weight).relu_()
-            grad = torch.addcmul(grad_sums[rows].unsqueeze(1), a, grad_squares[rows].unsqueeze(1))
-            grad.scatter_add_(1, arg[rows], grad_pooled[rows])
-            grad = torch.ops.aten.threshold_backward(grad, a, 0)  # the ReLU's mask (0 where a == 0)
-            grad_weight.addmm_(patches[rows].reshape(-1, depth).t(), grad.reshape(-1, c))
-        return None, grad_weight, None, None
+        step, chunks = ctx.step, ctx.chunks
+        grad_weight = torch.zeros_like(weight)
+
+        def run(mine: list[int]) -> None:
+            buffer = patches.new_empty(min(step, n_all) * positions * c)
+            grad = patches.new_empty(min(step, n_all) * positions * c)
+            for chunk in mine:
+                rows = chunks[chunk]
+                n = rows.stop - rows.start
+                size = n * positions * c
+                a = torch.mm(patches[rows].reshape(-1, depth), weight, out=buffer[:size].view(-1, c))
+                a = a.relu_().view(n, positions, c)
+                # d sum / d a = 1 and d sum-of-squares / d a = 2a, then the pooled gradient at each arg-max.
+                g = grad[:size].view(n, positions, c)
+                torch.addcmul(grad_sums[rows].unsqueeze(1), a, grad_squares[rows].unsqueeze(1), out=g)
+                g.view(n, -1).scatter_add_(1, ctx.args[chunk], grad_pooled[rows].reshape(n, -1))
+                # The ReLU's mask (0 where a == 0), in place.
+                torch.ops.aten.threshold_backward.grad_input(g, a, 0, grad_input=g)
+                grad_weight.addmm_(patches[rows].reshape(-1, depth).t(), g.view(-1, c))
+
+        run(list(range(len(chunks))))
+        return None, grad_weight, None, None, None
 
 
-def conv_relu_pool_sums(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sign: torch.Tensor):
+def conv_relu_pool_sums(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sign: torch.Tensor, groups: int = 1
+):
     """x (N, Cin, H, W); weight (C, Cin, 3, 3) and bias (C,) of a 'same' 3x3 conv; sign (C,) of +-1.
-    Returns (pooled (N, C, Ho, Wo), sums (N, C), squares (N, C)) as described in the module docstring."""
+    Returns (pooled (groups, N, C / groups, Ho * Wo), sums (N, C), squares (N, C)) as described in the module
+    docstring."""
     n, cin, h, w = x.shape
     ho, wo, hp, wp = pool_geometry(h, w)
     if torch.is_autocast_enabled(x.device.type):
         # Mixed precision: the block computes in the input's precision (its sums of squares over 784
         # positions would lose too much in bf16); the layers after it run under autocast as usual.
         with torch.autocast(x.device.type, enabled=False):
-            return conv_relu_pool_sums(x.float(), weight.float(), bias.float(), sign.float())
+            return conv_relu_pool_sums(x.float(), weight.float(), bias.float(), sign.float(), groups)
     matrix = torch.cat([weight.reshape(weight.shape[0], cin * 9), bias.unsqueeze(1)], dim=1).t()
     patches = padded_patches(x)
-    return ConvReluPoolSums.apply(patches, matrix.contiguous(), sign, (h, w, ho, wo, hp, wp, 1))
+    return ConvReluPoolSums.apply(patches, matrix.contiguous(), sign, (h, w, ho, wo, hp, wp, 1), groups)
 
 
-def reference_conv_relu_pool_sums(x, weight, bias, sign):
+def reference_conv_relu_pool_sums(x, weight, bias, sign, groups: int = 1):
     """The same outputs from PyTorch layers over the whole batch (tests compare the two)."""
     a = F.relu(F.conv2d(x, weight, bias, padding=1))
     s = sign.view(1, -1, 1, 1)
-    return s * F.max_pool2d(s * a, 3, 3, 1), a.sum((2, 3)), (a * a).sum((2, 3))
+    pooled = s * F.max_pool2d(s * a, 3, 3, 1)
+    n, c = pooled.shape[:2]
+    pooled = pooled.reshape(n, groups, c // groups, -1).transpose(0, 1)
+    return pooled, a.sum((2, 3)), (a * a).sum((2, 3))

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.stacked_ops import conv_relu_pool_sums
+from models.stacked_ops import conv_relu_pool_sums, pool_geometry
 from models.ststnet import STREAM_WIDTHS, STSTNet
 
 _CONVS = ("conv1", "conv2", "conv3")
@@ -81,7 +81,6 @@ class StackedSTSTNet(nn.Module):
         h, w = x.shape[2:]
         if self.training and self.use_bn and (weights is None or weights.shape != (n, k)):
             raise ValueError(f"training a fold stack needs weights of shape ({n}, {k})")
-        scale = shift = None
         sign = torch.ones(k, width, dtype=x.dtype, device=x.device)
         if self.use_bn:
             sign = torch.where(self.bn_weight.detach() < 0, -1.0, 1.0).to(x.dtype)
@@ -90,24 +89,47 @@ class StackedSTSTNet(nn.Module):
             self.conv_weight.reshape(k * width, *self.conv_weight.shape[2:]),
             self.conv_bias.reshape(k * width),
             sign.reshape(k * width),
+            groups=k,
         )
-        ho, wo = pooled.shape[2:]
-        pooled = pooled.view(n, k, width, ho, wo)
+        ho, wo = pool_geometry(h, w)[:2]  # pooled: (K, N, 16, Ho*Wo)
+        keep = None
+        if self.training and self.drop_rate > 0:
+            keep = torch.empty(n, width, ho * wo, dtype=x.dtype, device=x.device)
+            keep.bernoulli_(1 - self.drop_rate, generator=self._dropout_generator(x.device))
+            keep.mul_(1 / (1 - self.drop_rate))
+        # The 2x2 average pool and the linear head are one linear map of the pooled (normalised, dropped-out)
+        # map: the head's weights spread over the positions they average. Batch norm's scale joins those
+        # weights and its shift joins the bias, so the only passes over the (N, K x 16, 10, 10) maps are the
+        # dropout product and one batched matrix product.
+        head = self._head_weight(ho, wo)  # (K, classes, 16, Ho*Wo)
+        bias = self.fc_bias
         if self.use_bn:
             if self.training:
                 sums, squares = sums.view(n, k, width), squares.view(n, k, width)
                 mean, var = self._batch_statistics(sums, squares, weights, h * w)
             else:
                 mean, var = self.running_mean, self.running_var
-            scale = self.bn_weight * torch.rsqrt(var + self.eps)
+            scale = self.bn_weight * torch.rsqrt(var + self.eps)  # (K, 16)
             shift = self.bn_bias - mean * scale
-            pooled = torch.addcmul(shift[..., None, None], pooled, scale[..., None, None])
-        if self.training and self.drop_rate > 0:
-            keep = torch.empty(n, 1, width, ho, wo, dtype=x.dtype, device=x.device)
-            keep.bernoulli_(1 - self.drop_rate, generator=self._dropout_generator(x.device))
-            pooled = pooled * keep.mul_(1 / (1 - self.drop_rate))
-        features = F.avg_pool2d(pooled.view(n, k * width, ho, wo), 2, 2).view(n, k, -1)
-        return torch.einsum("nki,koi->nko", features, self.fc_weight) + self.fc_bias
+            shifted = head * shift[:, None, :, None]
+            head = head * scale[:, None, :, None]
+            if keep is None:
+                bias = bias + shifted.sum((2, 3))
+            else:  # each sample's shift passes its own dropout mask
+                bias = bias + torch.einsum("ncp,kocp->nko", keep, shifted)
+        if keep is not None:
+            pooled = pooled * keep
+        logits = torch.bmm(pooled.flatten(2), head.flatten(2).transpose(1, 2))  # (K, N, classes)
+        return logits.transpose(0, 1) + bias
+
+    def _head_weight(self, ho: int, wo: int) -> torch.Tensor:
+        """The head's weights on the pooled map: each 2x2/2 average-pool cell's weight / 4 on its 4 inputs
+        (a row or column the pool drops gets 0)."""
+        k, classes, width = self.num_folds, self.num_classes, self.width
+        weight = self.fc_weight.view(k, classes, width, ho // 2, wo // 2) / 4
+        weight = weight.repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
+        weight = F.pad(weight, (0, wo - weight.shape[4], 0, ho - weight.shape[3]))
+        return weight.reshape(k, classes, width, ho * wo)
 
     def _dropout_generator(self, device: torch.device) -> torch.Generator | None:
         if self.dropout_seed is None:

@@ -216,12 +216,27 @@ def _init_worker(threads: int, parent_pid: int | None = None) -> None:
         ).start()
 
 
+# feature_workers=auto: fewer misses than this are computed in this process (a spawned worker takes ~0.5 s to
+# start and import OpenCV, about what 15 TV-L1 pairs at 128x128 take).
+AUTO_WORKERS_MIN_MISSES = 32
+
+
+def auto_workers(spec, misses: int) -> int:
+    """Worker processes for `workers="auto"`: one per core when the spec's flow is OpenCV's TV-L1 and at least
+    AUTO_WORKERS_MIN_MISSES samples need computing; 0 (this process) otherwise. Farneback and DIS are fast
+    enough that workers only add their start-up (0.4x measured); tvl1_torch batches in this process."""
+    cores = os.cpu_count() or 1
+    if cores < 2 or misses < AUTO_WORKERS_MIN_MISSES:
+        return 0
+    return cores if getattr(spec, "flow_method", None) == "tvl1" else 0
+
+
 def cached_features(
     samples: Sequence[Sample],
     spec: FeatureSpec,
     cache: FeatureCache | None = None,
     progress: bool = True,
-    workers: int = 0,
+    workers: int | str = 0,
     unreadable: list[tuple[int, str]] | None = None,
     stream_to: str | os.PathLike[str] | None = None,
 ) -> np.ndarray | DiskArray:
@@ -234,7 +249,8 @@ def cached_features(
 
     `workers > 0` computes misses in that many (spawned) processes. Worth it only for TV-L1: on 2 cores,
     2 workers were 1.1-1.6x faster than serial (OpenCV's own threads use the second core only in part);
-    for Farnebäck and DIS the ~0.5 s process start-up made it 0.4x (slower). Default 0: in this process.
+    for Farnebäck and DIS the ~0.5 s process start-up made it 0.4x (slower). Default 0: in this process;
+    "auto": `auto_workers` decides from the spec and the number of misses (train.py's default).
 
     `stream_to`: a new file path: the rows go there (a `datamodules.disk_array.DiskArray`, returned, read a
     batch at a time) instead of into memory, for inputs too large to hold; the per-sample cache entries are
@@ -270,6 +286,8 @@ def cached_features(
         out[index] = np.zeros(spec.shape, dtype=np.float32)
         skipped.append((index, str(error)))
 
+    if workers == "auto":
+        workers = auto_workers(spec, len(misses))
     with tqdm(total=len(misses), desc="features", disable=not progress or not misses) as bar:
         if workers > 0 and len(misses) > 1:
             # spawn, not fork: the parent may hold torch/OpenMP/OpenCV threads, which a forked child inherits

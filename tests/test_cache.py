@@ -229,6 +229,20 @@ def test_workers_give_the_same_features_and_name_failures(tmp_path, samples):
         cached_features([make_sample(0), make_sample(9, broken=True)], SPEC, None, progress=False, workers=2)
 
 
+def test_auto_workers_only_for_enough_tvl1_misses(monkeypatch):
+    from dataclasses import replace
+
+    from preprocessing.cache import AUTO_WORKERS_MIN_MISSES, auto_workers
+
+    tvl1 = replace(SPEC, flow_method="tvl1")
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert auto_workers(tvl1, AUTO_WORKERS_MIN_MISSES) == 4
+    assert auto_workers(tvl1, AUTO_WORKERS_MIN_MISSES - 1) == 0  # start-up would cost more than it saves
+    assert auto_workers(SPEC, 1000) == 0  # Farneback: workers only add their start-up
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert auto_workers(tvl1, 1000) == 0
+
+
 @pytest.mark.parametrize("below", ["", "cache"])
 def test_cache_dir_that_is_a_file_is_refused(tmp_path, below):
     blocker = tmp_path / "features"

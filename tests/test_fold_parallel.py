@@ -41,9 +41,9 @@ def test_fused_block_equals_conv_relu_pool_and_its_sums(monkeypatch, chunk_bytes
     sign = torch.ones(10, dtype=torch.float64)
     if negative:  # channels pooled as a min (a batch-norm scale below zero)
         sign[[1, 4]] = -1
-    out = conv_relu_pool_sums(x, weight, bias, sign)
-    ref = reference_conv_relu_pool_sums(x, weight, bias, sign)
-    assert out[0].shape == (5, 10, 10, 10) and out[1].shape == out[2].shape == (5, 10)
+    out = conv_relu_pool_sums(x, weight, bias, sign, groups=2)
+    ref = reference_conv_relu_pool_sums(x, weight, bias, sign, groups=2)
+    assert out[0].shape == (2, 5, 5, 100) and out[1].shape == out[2].shape == (5, 10)
     for a, b in zip(out, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-10)
     grads = [torch.randn_like(o) for o in out]
@@ -96,6 +96,30 @@ def test_each_fold_of_the_stack_is_its_network_on_its_own_rows():
         torch.testing.assert_close(evaluated[:, k], net(x), rtol=1e-10, atol=1e-10)
         fresh = STSTNet().double()
         fresh.load_state_dict(stack.fold_state_dict(k))  # strict: the network's own keys
+
+
+def test_dropout_and_batch_norm_folded_into_the_head_match_the_layers():
+    """In training mode with dropout: the stack's logits equal STSTNet's layers applied with the stack's own
+    dropout mask (drawn from its seeded generator, one mask shared by the folds)."""
+    from torch.nn import functional as F
+
+    nets = _nets(2, drop_rate=0.5)
+    stack = STSTNet.fold_stack(nets, dropout_seed=5).double().train()
+    x = torch.randn(6, 3, 28, 28, dtype=torch.float64)
+    weights = torch.ones(6, 2, dtype=torch.float64)
+    logits = stack(x, weights)
+    keep = torch.empty(6, 16, 100, dtype=torch.float64).bernoulli_(
+        0.5, generator=torch.Generator().manual_seed(5)
+    )
+    keep = (keep * 2).view(6, 16, 10, 10)
+    for k, net in enumerate(nets):
+        net.train()
+        streams = [
+            F.max_pool2d(bn(F.relu(conv(x))), 3, 3, 1)
+            for conv, bn in ((net.conv1, net.bn1), (net.conv2, net.bn2), (net.conv3, net.bn3))
+        ]
+        expected = net.fc(F.avg_pool2d(torch.cat(streams, 1) * keep, 2, 2).flatten(1))
+        torch.testing.assert_close(logits[:, k], expected, rtol=1e-10, atol=1e-10)
 
 
 def test_stack_without_batch_norm_and_a_fold_without_rows():

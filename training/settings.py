@@ -147,7 +147,8 @@ def check_settings(settings: Mapping, cuda_available: bool | None = None) -> Non
         raise SettingError("loso.strategy", strategy, f"expected one of {', '.join(LOSO_STRATEGIES)}")
     _positive_int(settings, "datamodule.batch_size")
     _positive_int(settings, "datamodule.num_workers", minimum=0)
-    _positive_int(settings, "feature_workers", minimum=0)
+    if lookup(settings, "feature_workers") != "auto":
+        _positive_int(settings, "feature_workers", minimum=0)
     stream = lookup(settings, "datamodule.stream_over_mb")
     if stream is not None and (isinstance(stream, bool) or not isinstance(stream, Real) or stream < 0):
         raise SettingError(
