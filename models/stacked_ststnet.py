@@ -91,7 +91,7 @@ class StackedSTSTNet(nn.Module):
             sign.reshape(k * width),
             groups=k,
         )
-        ho, wo = pool_geometry(h, w)[:2]  # pooled: (K, N, 16, Ho*Wo)
+        ho, wo = pool_geometry(h, w)  # pooled: (K, N, 16, Ho*Wo)
         keep = None
         if self.training and self.drop_rate > 0:
             keep = torch.empty(n, width, ho * wo, dtype=x.dtype, device=x.device)

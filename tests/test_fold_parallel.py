@@ -177,6 +177,43 @@ def _train_stack(x, y, weights, nets, epochs=3, seed=0):
     return [stack.fold_state_dict(k) for k in range(len(nets))], module
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_shared_cross_entropy_is_each_folds_own_loss(smoothing):
+    from losses import CrossEntropyLoss
+    from training.fold_parallel import FoldParallelModule
+
+    torch.manual_seed(3)
+    logits = torch.randn(12, 3, 4, requires_grad=True)
+    y = torch.randint(0, 4, (12,))
+    weights = (torch.rand(12, 3) > 0.3).float()
+    weights[:, 2] = 0  # a fold without rows in this batch: loss 0
+    module = FoldParallelModule(
+        STSTNet.fold_stack(_nets(3)),
+        [CrossEntropyLoss(label_smoothing=smoothing) for _ in range(3)],
+        None,
+        None,
+        torch.zeros(12, 3, 28, 28),
+        y,
+        weights,
+    )
+    assert module._shared_cross_entropy
+    shared = module._fold_losses(logits, y, weights)
+    module._shared_cross_entropy = False  # each fold's loss module on its own rows
+    looped = module._fold_losses(logits, y, weights)
+    torch.testing.assert_close(shared, looped)
+    assert shared[2] == 0
+    weighted = CrossEntropyLoss(class_counts=[3, 1, 1, 1], class_weighting="inverse_frequency")
+    assert not FoldParallelModule(
+        STSTNet.fold_stack(_nets(1)),
+        [weighted],
+        None,
+        None,
+        torch.zeros(1, 3, 28, 28),
+        y[:1],
+        weights[:1, :1],
+    )._shared_cross_entropy
+
+
 def _problem(n=24, k=3):
     torch.manual_seed(1)
     x = torch.rand(n, 3, 28, 28)

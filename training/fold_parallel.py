@@ -33,12 +33,15 @@ import time
 from collections.abc import Mapping, Sequence
 
 import lightning.pytorch as L
+import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from datamodules.datamodule import EpochShuffle, FeatureSet, MERDataModule
 from datamodules.protocols import Fold
+from losses import CrossEntropyLoss
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,8 @@ def unsupported(module: L.LightningModule, datamodule, trainer_cfg: Mapping | No
         return f"{type(datamodule).__name__} (a second data source) is not supported"
     if len(datamodule.inputs) != 1:
         return "networks of several named inputs are not supported"
+    if not isinstance(datamodule.features.inputs[datamodule.inputs[0]], (torch.Tensor, np.ndarray)):
+        return "an input streamed from disk (datamodule.stream_over_mb) is not supported"
     standardize = sorted({m for m in datamodule.standardize.values() if m != "none"})
     if standardize:
         return (
@@ -119,6 +124,12 @@ class FoldParallelModule(L.LightningModule):
         super().__init__()
         self.stack = stack
         self.losses = nn.ModuleList(losses)
+        self._shared_cross_entropy = all(
+            type(loss) is CrossEntropyLoss
+            and loss.weight is None
+            and loss.label_smoothing == losses[0].label_smoothing
+            for loss in losses
+        )
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         # Non-persistent buffers: they follow the module to the device and stay out of any checkpoint.
         self.register_buffer("x", x, persistent=False)
@@ -135,21 +146,37 @@ class FoldParallelModule(L.LightningModule):
         weights = self.weights[rows]
         logits = self.stack(self.x[rows], weights)
         y = self.y[rows]
-        total = logits.new_zeros((), dtype=torch.float32)
-        for k, loss in enumerate(self.losses):
-            mine = weights[:, k].nonzero().squeeze(1)
-            if mine.numel() == 0:
-                continue
-            fold_logits = logits[mine, k]
-            fold_loss = loss(fold_logits, y[mine])
-            total = total + fold_loss
-            with torch.no_grad():
-                self._loss_sum[k] += fold_loss.double() * mine.numel()
-                self._correct[k] += (fold_logits.argmax(1) == y[mine]).sum()
-                self._rows[k] += mine.numel()
+        fold_losses = self._fold_losses(logits, y, weights)
+        with torch.no_grad():
+            counts = weights.sum(0).double()
+            self._loss_sum += fold_losses.double() * counts
+            self._correct += ((logits.argmax(2) == y[:, None]) * weights).sum(0).double()
+            self._rows += counts
         # The sum of the folds' losses: each fold's parameters get exactly their own loss's gradient.
+        total = fold_losses.sum()
         self.log("train/loss_sum", total, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(rows))
         return total
+
+    def _fold_losses(self, logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """(K,) each fold's loss over its own rows of the batch (0 for a fold without rows).
+
+        When every fold's loss is MERLin's unweighted CrossEntropyLoss (the paper recipes), one
+        cross-entropy over all (sample, fold) pairs is averaged per fold over the fold's rows, which is what
+        the loss's mean reduction computes; any other loss is called per fold on the fold's rows."""
+        if self._shared_cross_entropy:
+            k, classes = logits.shape[1], logits.shape[2]
+            per_pair = F.cross_entropy(
+                logits.float().reshape(-1, classes),
+                y.repeat_interleave(k),
+                reduction="none",
+                label_smoothing=self.losses[0].label_smoothing,
+            ).view(-1, k)
+            return (per_pair * weights).sum(0) / weights.sum(0).clamp_min(1.0)
+        out = []
+        for k, loss in enumerate(self.losses):
+            mine = weights[:, k].nonzero().squeeze(1)
+            out.append(loss(logits[mine, k], y[mine]) if mine.numel() else logits.new_zeros(()))
+        return torch.stack(out)
 
     def on_train_epoch_end(self) -> None:
         rows = self._rows.clamp_min(1)
