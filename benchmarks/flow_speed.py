@@ -24,6 +24,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_flow import shifted, texture  # noqa: E402  (the same test texture and exact sub-pixel shift)
 
 from preprocessing.flow import tvl1_flow  # noqa: E402
 from preprocessing.tvl1_torch import tvl1_flow_batch  # noqa: E402
@@ -33,23 +35,10 @@ SIZES = (28, 128, 224)
 SHIFTS = ((0.4, -0.7), (1.0, 0.0), (0.0, -1.0), (-0.6, 0.3))
 
 
-def texture(size: int, seed: int, sigma: float = 2.5) -> np.ndarray:
-    """Periodic band-limited noise, zero mean, unit std: smooth like skin, rich enough for flow."""
-    spectrum = np.fft.fft2(np.random.default_rng(seed).standard_normal((size, size)))
-    fy, fx = np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij")
-    image = np.real(np.fft.ifft2(spectrum * np.exp(-2 * (np.pi * sigma) ** 2 * (fx**2 + fy**2))))
-    return (image - image.mean()) / image.std()
-
-
-def shifted(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
-    fy, fx = np.meshgrid(np.fft.fftfreq(image.shape[0]), np.fft.fftfreq(image.shape[1]), indexing="ij")
-    return np.real(np.fft.ifft2(np.fft.fft2(image) * np.exp(-2j * np.pi * (fx * dx + fy * dy))))
-
-
 def make_pairs(size: int, count: int) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float]]]:
     """`count` float32 grey pairs (N, size, size) in [0, 1], ±40 grey levels, and their shifts."""
     shifts = [SHIFTS[i % len(SHIFTS)] for i in range(count)]
-    bases = [texture(size, seed) for seed in range(count)]
+    bases = [texture(size, size, seed=seed) for seed in range(count)]
     prev = np.stack([(128 + 40 * base) / 255 for base in bases]).astype(np.float32)
     next_ = np.stack([(128 + 40 * shifted(b, *s)) / 255 for b, s in zip(bases, shifts, strict=True)])
     return prev, next_.astype(np.float32), shifts

@@ -43,25 +43,27 @@ from bench_train import run_train  # noqa: E402
 PAPER_EPOCHS = 500
 
 
+def train_args(args, work: Path, strategy: str, epochs: int, run_dir: Path) -> list[str]:
+    """train.py overrides of one measured run: the recipe on the composite-sized database, no logger."""
+    return [
+        f"experiment={args.model}",
+        f"loso.strategy={strategy}",
+        f"data.reader.num_subjects={args.subjects}",
+        f"data.reader.clips_per_subject={args.clips}",
+        f"trainer.max_epochs={epochs}",
+        "logger=none",
+        "progress=false",
+        f"run_dir={run_dir}",
+        f"cache_dir={work / 'cache'}",
+    ]
+
+
 def merlin_fold_seconds(args, work: Path, env: dict) -> dict:
     """{epochs: [per-fold seconds]} from train.log's `trained and tested in` lines."""
     out = {}
     for epochs in args.epochs:
         run_dir = work / f"merlin-{epochs}"
-        run_train(
-            [
-                f"experiment={args.model}",
-                "loso.strategy=sequential",
-                f"data.reader.num_subjects={args.subjects}",
-                f"data.reader.clips_per_subject={args.clips}",
-                f"trainer.max_epochs={epochs}",
-                "logger=none",
-                "progress=false",
-                f"run_dir={run_dir}",
-                f"cache_dir={work / 'cache'}",
-            ],
-            env,
-        )
+        run_train(train_args(args, work, "sequential", epochs, run_dir), env)
         text = (run_dir / "train.log").read_text()
         out[epochs] = [float(s) for s in re.findall(r"trained and tested in ([0-9.]+) s", text)]
     return out
@@ -71,20 +73,7 @@ def parallel_seconds(args, work: Path, env: dict, epochs: int) -> dict:
     """One fold-parallel run: the stack's training seconds, the testing-and-writing seconds, the wall time
     and the peak RSS (MiB) of the whole train.py process."""
     run_dir = work / f"parallel-{epochs}"
-    wall, peak_mib, _ = run_train(
-        [
-            f"experiment={args.model}",
-            "loso.strategy=parallel",
-            f"data.reader.num_subjects={args.subjects}",
-            f"data.reader.clips_per_subject={args.clips}",
-            f"trainer.max_epochs={epochs}",
-            "logger=none",
-            "progress=false",
-            f"run_dir={run_dir}",
-            f"cache_dir={work / 'cache'}",
-        ],
-        env,
-    )
+    wall, peak_mib, _ = run_train(train_args(args, work, "parallel", epochs, run_dir), env)
     text = (run_dir / "train.log").read_text()
     trained, finished = re.search(r"trained in ([0-9.]+) s, tested and written in ([0-9.]+) s", text).groups()
     uf1 = re.search(r"^Full\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)", text, re.M)

@@ -45,7 +45,6 @@ from losses import CrossEntropyLoss
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("parallel", "sequential", "auto")
 # Optimizers whose update of a parameter element depends on that element's gradient history only.
 ELEMENTWISE_OPTIMIZERS = ("SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad")
 DROPOUT_SEED_OFFSET = 7919  # the stack's dropout stream, apart from the batch-order stream (the run's seed)
@@ -253,7 +252,7 @@ def train_stack(
     return module, trainer
 
 
-class _StackProgress(L.Callback):
+class StackProgress(L.Callback):
     """Shows the stack's epoch on the fold progress bar."""
 
     def __init__(self, bar, count: int) -> None:

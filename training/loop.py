@@ -359,7 +359,7 @@ def train_folds_together(
 ) -> None:
     """Train the folds `todo` as one stacked model (training.fold_parallel), then finish each fold as
     sequential mode does: its own weights, test, predictions, checkpoint and loggers (with its curve)."""
-    from training.fold_parallel import _StackProgress, build_parts, train_stack
+    from training.fold_parallel import StackProgress, build_parts, train_stack
 
     start = time.perf_counter()
     names = f"folds {folds[todo[0]].name} .. {folds[todo[-1]].name} ({len(todo)}, trained together)"
@@ -368,7 +368,7 @@ def train_folds_together(
         parts = build_parts(features, folds, todo, build, seed, trainer_config)
         for k, _, module in parts:
             write_init_report(module, run_dir, folds, k)
-        stack, stack_trainer = train_stack(features, parts, build, seed, [_StackProgress(bar, len(parts))])
+        stack, stack_trainer = train_stack(features, parts, build, seed, [StackProgress(bar, len(parts))])
     except RunInterrupted as stop:
         stop.fold = stop.fold or names
         raise
