@@ -307,6 +307,47 @@ def test_parallel_run_writes_what_a_sequential_run_writes_and_resumes(tmp_path):
     assert resumed["folds_done"] == 4
 
 
+def test_a_crashed_stack_resumes_from_its_last_epoch_to_the_same_predictions(tmp_path, monkeypatch, caplog):
+    import training.fold_parallel as fold_parallel
+
+    reference = tmp_path / "reference"
+    _run(tmp_path, reference, ["loso.strategy=parallel", "trainer.max_epochs=4"])
+    monkeypatch.setattr(fold_parallel, "RESUME_EVERY_S", 0.0)  # keep the state at every epoch's end
+    real_end = fold_parallel.FoldParallelModule.on_train_epoch_end
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_epoch_2(self):
+        real_end(self)
+        if self.current_epoch == 1:
+            raise Crash("simulated crash")  # (Lightning turns a KeyboardInterrupt inside fit into SystemExit)
+
+    monkeypatch.setattr(fold_parallel.FoldParallelModule, "on_train_epoch_end", crash_after_epoch_2)
+    run_dir = tmp_path / "crashed"
+    with pytest.raises(Crash):
+        _run(tmp_path, run_dir, ["loso.strategy=parallel", "trainer.max_epochs=4"])
+    state = torch.load(run_dir / fold_parallel.RESUME_NAME, weights_only=True)
+    assert state["epoch"] == 1 and state["merlin_stack"]["folds"] == [0, 1, 2, 3]
+    monkeypatch.setattr(fold_parallel.FoldParallelModule, "on_train_epoch_end", real_end)
+    with caplog.at_level("INFO"):
+        resumed = _run(tmp_path, run_dir, ["loso.strategy=parallel", "trainer.max_epochs=4"])
+    assert not (run_dir / fold_parallel.RESUME_NAME).exists()  # every fold written: the state is gone
+    assert "(epoch 2 done)" in caplog.text
+    for k in range(4):
+        a = pd.read_csv(reference / "predictions" / f"fold_00{k}.csv")
+        b = pd.read_csv(run_dir / "predictions" / f"fold_00{k}.csv")
+        pd.testing.assert_frame_equal(a, b, rtol=1e-5, atol=1e-6)
+    assert resumed["folds_done"] == 4
+    # The whole curve survives the crash: 4 epochs in each fold's history.
+    metrics = (
+        pd.read_csv(run_dir / "logs" / "synthetic_s01" / "metrics.csv")
+        if (run_dir / "logs").is_dir()
+        else None
+    )
+    assert metrics is None or metrics["train/loss"].notna().sum() == 4
+
+
 @pytest.mark.parametrize(
     ("override", "reason"),
     [

@@ -29,8 +29,10 @@ refused with the reason, never silently run another way.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import lightning.pytorch as L
 import numpy as np
@@ -48,6 +50,10 @@ log = logging.getLogger(__name__)
 # Optimizers whose update of a parameter element depends on that element's gradient history only.
 ELEMENTWISE_OPTIMIZERS = ("SGD", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adagrad")
 DROPOUT_SEED_OFFSET = 7919  # the stack's dropout stream, apart from the batch-order stream (the run's seed)
+# While a stack trains, its whole training state is kept here (at most every RESUME_EVERY_S, at an epoch's
+# end), so a rerun after a crash continues from that epoch; removed once every fold is written.
+RESUME_NAME = "fold_stack_resume.ckpt"
+RESUME_EVERY_S = 60.0
 
 
 class FoldParallelError(ValueError):
@@ -119,9 +125,18 @@ class FoldParallelModule(L.LightningModule):
         x: torch.Tensor,
         y: torch.Tensor,
         weights: torch.Tensor,
+        order_generator: torch.Generator | None = None,
+        fold_ids: Sequence[int] = (),
+        resume_path: Path | None = None,
     ) -> None:
         super().__init__()
         self.stack = stack
+        # The batch order's stream (the loader's sampler draws from it) and which folds these are: both are
+        # kept in the resume state, so a resumed stack draws the batches an uninterrupted one would.
+        self.order_generator = order_generator or torch.Generator()
+        self.fold_ids = tuple(fold_ids)
+        self.resume_path = resume_path
+        self._last_resume_save = time.monotonic()
         self.losses = nn.ModuleList(losses)
         self._shared_cross_entropy = all(
             type(loss) is CrossEntropyLoss
@@ -185,6 +200,37 @@ class FoldParallelModule(L.LightningModule):
             history["acc"].append(accuracies[k])
         for buffer in (self._loss_sum, self._correct, self._rows):
             buffer.zero_()
+        self._keep_resume_state()
+
+    def _keep_resume_state(self) -> None:
+        """Write the training state (Lightning's checkpoint of this module, its optimizer and loops, plus
+        the streams and curves of `on_save_checkpoint`) atomically, if due; never after the last epoch."""
+        trainer = self.trainer
+        if self.resume_path is None or trainer.current_epoch + 1 >= trainer.max_epochs:
+            return
+        if time.monotonic() - self._last_resume_save < RESUME_EVERY_S:
+            return
+        partial = self.resume_path.with_name(self.resume_path.name + ".partial")
+        trainer.save_checkpoint(partial)
+        os.replace(partial, self.resume_path)
+        self._last_resume_save = time.monotonic()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        generator = self.stack._dropout_generator(self.x.device)
+        checkpoint["merlin_stack"] = {
+            "folds": list(self.fold_ids),
+            "history": self.history,
+            "order_state": self.order_generator.get_state(),
+            "dropout_state": None if generator is None else generator.get_state().cpu(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["merlin_stack"]
+        self.history = state["history"]
+        self.order_generator.set_state(state["order_state"])
+        generator = self.stack._dropout_generator(self.x.device)
+        if generator is not None and state["dropout_state"] is not None:
+            generator.set_state(state["dropout_state"])
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.stack.parameters())
@@ -215,9 +261,12 @@ def train_stack(
     build,
     seed: int,
     callbacks: Sequence = (),
+    run_dir: Path | None = None,
 ) -> tuple[FoldParallelModule, L.Trainer]:
     """Train the folds of `parts` ((k, datamodule, module) each, built and seeded as in sequential mode)
-    together. Returns the trained stack module and its Trainer."""
+    together. Returns the trained stack module and its Trainer. With `run_dir`, the training state is kept
+    in RUN_DIR/RESUME_NAME while it runs, and a state left there by a crashed run of the same folds is
+    resumed."""
     first = parts[0][2]
     x = shared_input(features, parts)
     n = len(features)
@@ -225,6 +274,10 @@ def train_stack(
     for j, (_, dm, _) in enumerate(parts):
         weights[torch.as_tensor(dm.train_idx, dtype=torch.long), j] = 1.0
     stack = first.net.fold_stack([m.net for _, _, m in parts], dropout_seed=seed + DROPOUT_SEED_OFFSET)
+    # One permutation of all samples per epoch, from the run's seed: the same whichever folds train here.
+    order_generator = torch.Generator().manual_seed(seed)
+    resume_path = None if run_dir is None else Path(run_dir) / RESUME_NAME
+    fold_ids = [k for k, _, _ in parts]
     module = FoldParallelModule(
         stack,
         [m.loss for _, _, m in parts],
@@ -233,15 +286,18 @@ def train_stack(
         x,
         features.y.long(),
         weights,
+        order_generator,
+        fold_ids,
+        resume_path,
     )
-    batch_size = parts[0][1].batch_size
-    # One permutation of all samples per epoch, from the run's seed: the same whichever folds train here.
-    order = EpochShuffle(n, torch.Generator().manual_seed(seed))
-    loader = DataLoader(torch.arange(n), batch_size=batch_size, sampler=order)
+    loader = DataLoader(
+        torch.arange(n), batch_size=parts[0][1].batch_size, sampler=EpochShuffle(n, order_generator)
+    )
     L.seed_everything(seed, workers=True, verbose=False)
     trainer = build.trainer([], list(callbacks))
     start = time.perf_counter()
-    trainer.fit(module, train_dataloaders=loader)
+    ckpt_path = resumable(resume_path, fold_ids)
+    trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
     log.info(
         "%d folds trained together in %.1f s (%d epochs, %d steps)",
         len(parts),
@@ -250,6 +306,23 @@ def train_stack(
         trainer.global_step,
     )
     return module, trainer
+
+
+def resumable(path: Path | None, fold_ids: Sequence[int]) -> Path | None:
+    """`path` when it holds the resume state of a stack of exactly these folds, else None (a state of other
+    folds, or one that cannot be read, is left alone and training starts from epoch 0)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["merlin_stack"]
+    except Exception as err:  # torn or foreign: start over rather than trust it
+        log.warning("ignoring %s: %s", path, err)
+        return None
+    if state["folds"] != list(fold_ids):
+        log.info("ignoring %s: it holds folds %s, this run trains %s", path, state["folds"], list(fold_ids))
+        return None
+    log.info("resuming the fold stack from %s (epoch %d done)", path, len(state["history"][0]["loss"]))
+    return path
 
 
 class StackProgress(L.Callback):

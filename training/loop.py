@@ -359,7 +359,7 @@ def train_folds_together(
 ) -> None:
     """Train the folds `todo` as one stacked model (training.fold_parallel), then finish each fold as
     sequential mode does: its own weights, test, predictions, checkpoint and loggers (with its curve)."""
-    from training.fold_parallel import StackProgress, build_parts, train_stack
+    from training.fold_parallel import RESUME_NAME, StackProgress, build_parts, train_stack
 
     start = time.perf_counter()
     names = f"folds {folds[todo[0]].name} .. {folds[todo[-1]].name} ({len(todo)}, trained together)"
@@ -368,7 +368,8 @@ def train_folds_together(
         parts = build_parts(features, folds, todo, build, seed, trainer_config)
         for k, _, module in parts:
             write_init_report(module, run_dir, folds, k)
-        stack, stack_trainer = train_stack(features, parts, build, seed, [StackProgress(bar, len(parts))])
+        progress = [StackProgress(bar, len(parts))]
+        stack, stack_trainer = train_stack(features, parts, build, seed, progress, run_dir=run_dir)
     except RunInterrupted as stop:
         stop.fold = stop.fold or names
         raise
@@ -398,6 +399,7 @@ def train_folds_together(
             raise
         if bar is not None:
             bar.update(1)
+    (run_dir / RESUME_NAME).unlink(missing_ok=True)  # every fold is written: nothing left to resume
     log.info(
         "%s: trained in %.1f s, tested and written in %.1f s",
         names,
