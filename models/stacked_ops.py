@@ -80,28 +80,25 @@ class ConvReluPoolSums(torch.autograd.Function):
         chunks = [slice(first, min(n_all, first + step)) for first in range(0, n_all, step)]
         args: list[torch.Tensor | None] = [None] * len(chunks)  # per chunk: flat indices of the pooled values
 
-        def run(mine: list[int]) -> None:
-            buffer = patches.new_empty(min(step, n_all) * positions * c)
-            for chunk in mine:
-                rows = chunks[chunk]
-                n = rows.stop - rows.start
-                a = torch.mm(
-                    patches[rows].reshape(-1, depth), weight, out=buffer[: n * positions * c].view(-1, c)
-                )
-                a = a.relu_().view(n, positions, c)
-                grid = a.view(n, h, w, c).permute(0, 3, 1, 2)  # a channels-last view, no copy
-                if flip:  # min-pool those channels (PyTorch pads a max-pool with -inf, so padding is ignored)
-                    grid = grid * sign.view(1, c, 1, 1)
-                pool, index = F.max_pool2d(grid, 3, 3, 1, return_indices=True)
-                # (n, C, Ho, Wo) -> (G, n, C/G, Ho*Wo): the one copy of the pooled map.
-                pooled[:, rows] = pool.reshape(n, groups, c // groups, ho * wo).transpose(0, 1)
-                # (n, C, Ho, Wo) channels-last -> (n, Ho*Wo, C) is a view; flat index: position * C + channel.
-                index = index.permute(0, 2, 3, 1).reshape(n, ho * wo, c)
-                args[chunk] = index.mul_(c).add_(flat_index).view(n, -1)
-                torch.sum(a, 1, out=sums[rows])
-                torch.sum(a.square_(), 1, out=squares[rows])
+        buffer = patches.new_empty(min(step, n_all) * positions * c)
+        for chunk, rows in enumerate(chunks):
+            n = rows.stop - rows.start
+            a = torch.mm(
+                patches[rows].reshape(-1, depth), weight, out=buffer[: n * positions * c].view(-1, c)
+            )
+            a = a.relu_().view(n, positions, c)
+            grid = a.view(n, h, w, c).permute(0, 3, 1, 2)  # a channels-last view, no copy
+            if flip:  # min-pool those channels (PyTorch pads a max-pool with -inf, so padding is ignored)
+                grid = grid * sign.view(1, c, 1, 1)
+            pool, index = F.max_pool2d(grid, 3, 3, 1, return_indices=True)
+            # (n, C, Ho, Wo) -> (G, n, C/G, Ho*Wo): the one copy of the pooled map.
+            pooled[:, rows] = pool.reshape(n, groups, c // groups, ho * wo).transpose(0, 1)
+            # (n, C, Ho, Wo) channels-last -> (n, Ho*Wo, C) is a view; flat index: position * C + channel.
+            index = index.permute(0, 2, 3, 1).reshape(n, ho * wo, c)
+            args[chunk] = index.mul_(c).add_(flat_index).view(n, -1)
+            torch.sum(a, 1, out=sums[rows])
+            torch.sum(a.square_(), 1, out=squares[rows])
 
-        run(list(range(len(chunks))))
         if flip:
             pooled.mul_(sign.view(groups, 1, c // groups, 1))
         ctx.save_for_backward(patches, weight)
@@ -120,24 +117,21 @@ class ConvReluPoolSums(torch.autograd.Function):
         step, chunks = ctx.step, ctx.chunks
         grad_weight = torch.zeros_like(weight)
 
-        def run(mine: list[int]) -> None:
-            buffer = patches.new_empty(min(step, n_all) * positions * c)
-            grad = patches.new_empty(min(step, n_all) * positions * c)
-            for chunk in mine:
-                rows = chunks[chunk]
-                n = rows.stop - rows.start
-                size = n * positions * c
-                a = torch.mm(patches[rows].reshape(-1, depth), weight, out=buffer[:size].view(-1, c))
-                a = a.relu_().view(n, positions, c)
-                # d sum / d a = 1 and d sum-of-squares / d a = 2a, then the pooled gradient at each arg-max.
-                g = grad[:size].view(n, positions, c)
-                torch.addcmul(grad_sums[rows].unsqueeze(1), a, grad_squares[rows].unsqueeze(1), out=g)
-                g.view(n, -1).scatter_add_(1, ctx.args[chunk], grad_pooled[rows].reshape(n, -1))
-                # The ReLU's mask (0 where a == 0), in place.
-                torch.ops.aten.threshold_backward.grad_input(g, a, 0, grad_input=g)
-                grad_weight.addmm_(patches[rows].reshape(-1, depth).t(), g.view(-1, c))
+        buffer = patches.new_empty(min(step, n_all) * positions * c)
+        grad = patches.new_empty(min(step, n_all) * positions * c)
+        for chunk, rows in enumerate(chunks):
+            n = rows.stop - rows.start
+            size = n * positions * c
+            a = torch.mm(patches[rows].reshape(-1, depth), weight, out=buffer[:size].view(-1, c))
+            a = a.relu_().view(n, positions, c)
+            # d sum / d a = 1 and d sum-of-squares / d a = 2a, then the pooled gradient at each arg-max.
+            g = grad[:size].view(n, positions, c)
+            torch.addcmul(grad_sums[rows].unsqueeze(1), a, grad_squares[rows].unsqueeze(1), out=g)
+            g.view(n, -1).scatter_add_(1, ctx.args[chunk], grad_pooled[rows].reshape(n, -1))
+            # The ReLU's mask (0 where a == 0), in place.
+            torch.ops.aten.threshold_backward.grad_input(g, a, 0, grad_input=g)
+            grad_weight.addmm_(patches[rows].reshape(-1, depth).t(), g.view(-1, c))
 
-        run(list(range(len(chunks))))
         return None, grad_weight, None, None, None
 
 

@@ -240,18 +240,9 @@ class FoldParallelModule(L.LightningModule):
 
 
 def shared_input(features: FeatureSet, parts: Sequence[tuple[int, MERDataModule, object]]) -> torch.Tensor:
-    """The network input of every sample, the same for every fold (checked): per-sample normalisation and
-    the folds' standardisation statistics, which must agree (standardize=none, or identical statistics)."""
+    """The network input of every sample, the same for every fold: per-sample normalisation only
+    (`unsupported` refuses standardisation fitted per fold)."""
     name = parts[0][1].inputs[0]
-    first_mean, first_std = parts[0][1].stats[name]
-    for _, dm, _ in parts[1:]:
-        mean, std = dm.stats[name]
-        if not (torch.equal(mean, first_mean) and torch.equal(std, first_std)):
-            raise FoldParallelError(
-                f"fold {dm.fold.name} standardises its input with its own training statistics "
-                f"(datamodule.standardize={dm.standardize[name]}), so the folds cannot share one batch: "
-                "use loso.strategy=sequential, or datamodule.standardize=none"
-            )
     return parts[0][1].transform(torch.as_tensor(features.inputs[name]).float(), train=False, name=name)
 
 
