@@ -133,18 +133,62 @@ def run(
     cfg: DictConfig,
     run_log: RunLog | None = None,
     on_claim: Callable[[Path], None] | None = None,
+    wandb_group: str | None = None,
 ) -> Path:
-    """Train every unfinished fold of the experiment `cfg` describes, write the reports, print the table."""
+    """Train every unfinished fold of the experiment `cfg` describes, write the reports, print the table.
+    wandb_group: the W&B group of its runs (default: the run's own name)."""
     owns_log = run_log is None
     run_log = run_log or RunLog()
     try:
-        return _run(cfg, run_log, on_claim)
+        return _run(cfg, run_log, on_claim, wandb_group)
     finally:
         if owns_log:
             run_log.close()
 
 
-def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | None) -> Path:
+def run_seeds(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | None = None) -> Path:
+    """`seeds=[...]`: the experiment once per seed, each a complete run directory `run_dir/seed_N/`
+    (resumable on its own), then mean +/- std over the seeds at the top (evaluation.seeds)."""
+    from evaluation.predictions import EvaluationError
+    from evaluation.seeds import claim_seeds_dir, format_seeds_table, seed_dir, write_seed_reports
+
+    check_settings(OmegaConf.to_container(cfg, resolve=True))
+    parent = Path(cfg.run_dir)
+    if (parent / "run.json").exists():
+        raise SettingError(
+            "seeds", list(cfg.seeds), f"run_dir {parent} holds a single run; use a new run_dir"
+        )
+    seeds = [int(s) for s in cfg.seeds]
+    group = f"{cfg.experiment_name}-{parent.name}"
+    run_log.close()  # the seeds' own logs take the records from here on (this one would only hold them)
+    for i, seed in enumerate(seeds):
+        sub = cfg.copy()
+        sub.seed, sub.seeds, sub.run_dir = seed, None, str(seed_dir(parent, seed))
+
+        def claim(run_dir: Path, sub: DictConfig = sub) -> None:
+            claim_seeds_dir(parent, str(cfg.experiment_name), seeds)
+            write_hydra_files(sub, run_dir)
+            if on_claim is not None:
+                on_claim(parent)
+
+        sub_log = RunLog()  # each seed's train.log holds that seed's run
+        log.info("seed %d (%d of %d): %s", seed, i + 1, len(seeds), sub.run_dir)
+        try:
+            run(sub, sub_log, claim, wandb_group=group)
+        finally:
+            sub_log.close()
+    try:
+        summary = write_seed_reports(parent, seeds)
+    except EvaluationError as err:  # e.g. fold=k: every seed run is partial, so there is no mean yet
+        run_log.say(f"no mean over seeds: {err}")
+        return parent
+    run_log.say(format_seeds_table(summary))
+    return parent
+
+
+def _run(
+    cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | None, wandb_group: str | None
+) -> Path:
     # Settings first: a bad value is refused in a second, before data, features or imports of Lightning.
     resolved = OmegaConf.to_container(cfg, resolve=True)
     check_settings(resolved)
@@ -233,6 +277,7 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
     )
     in_chans = [len(specs[name].channels) for name in consumed]
     fold_transforms = _fold_transforms(dm_cfg)
+    poison_test = bool((cfg.get("guard") or {}).get("poison_test", False))
 
     def datamodule(k: int) -> MERDataModule:
         micro = MERDataModule(
@@ -247,6 +292,7 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
             seed=cfg.seed + k,
             fold_transforms=fold_transforms,
             generative_augment=_generative_augment(dm_cfg, cfg.seed + k),
+            poison_test=poison_test,
         )
         if macro is None:
             return micro
@@ -283,7 +329,8 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
                     "datamodule.action_units", None, f"{type(net).__name__} needs an AU list for its AU graph"
                 )
             rows = torch.as_tensor(dm.train_idx, dtype=torch.long)
-            net.fit_adjacency(features.au[rows], features.au_mask[rows])
+            # dm.features: what fitting may see (under guard.poison_test, the held-out rows are NaN).
+            net.fit_adjacency(dm.features.au[rows], dm.features.au_mask[rows])
         loss = instantiate(cfg.model.loss)(class_counts=dm.train_class_counts)
         scheduler = instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None
         optimizer = instantiate(cfg.model.optimizer)
@@ -336,7 +383,8 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
         return module
 
     run_dir = Path(cfg.run_dir)
-    run_name = f"{cfg.experiment_name}-{run_dir.name}"
+    # A seed of a seeds run is named by its seeds run and its seed: runs/X/seed_3 -> ststnet-X/seed_3.
+    run_name = f"{wandb_group}/{run_dir.name}" if wandb_group else f"{cfg.experiment_name}-{run_dir.name}"
 
     def loggers(fold):
         return make_loggers(
@@ -348,6 +396,7 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
             project=cfg.logger.get("project", "merlin"),
             entity=cfg.logger.get("entity"),
             mode=cfg.logger.get("mode", "auto"),
+            group=wandb_group,
         )
 
     def trainer(fold_loggers: list, callbacks: list):
@@ -420,6 +469,7 @@ def _run(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None] | No
             project=cfg.logger.get("project", "merlin"),
             entity=cfg.logger.get("entity"),
             mode=cfg.logger.get("mode", "auto"),
+            group=wandb_group,
         )
     run_log.say(format_table(summary))
     return run_dir
@@ -710,6 +760,8 @@ def main(cfg: DictConfig) -> None:
         console.error(f"error: {message}")
 
     def on_claim(run_dir: Path) -> None:
+        if run_dir in claimed:  # a seeds run claims its directory once per seed
+            return
         claimed.append(run_dir)
         write_hydra_files(cfg, run_dir)
 
@@ -724,7 +776,10 @@ def main(cfg: DictConfig) -> None:
                 cfg.run_dir = os.environ.get(RUN_DIR_ENV, cfg.run_dir)
                 logging.getLogger().setLevel(logging.WARNING)  # the primary process reports the run
             try:
-                run_dir = run(cfg, run_log, on_claim)
+                if cfg.get("seeds"):
+                    run_dir = run_seeds(cfg, run_log, on_claim)
+                else:
+                    run_dir = run(cfg, run_log, on_claim)
             except RunInterrupted as stop:
                 where = f"during fold {stop.fold}" if stop.fold else "before any fold started"
                 if stop.fold and stop.fold.startswith("folds "):  # fold-parallel: every fold in flight

@@ -243,6 +243,43 @@ def build_feature_set(
     )
 
 
+def poisoned_features(features: FeatureSet, rows: Sequence[int]) -> FeatureSet:
+    """A copy of `features` whose `rows` (a fold's held-out subject) carry NaN inputs and AU targets and the
+    label `len(classes)`, which no loss, metric or class count accepts (the leakage canary). The other rows
+    are the same values, so a recipe that never reads `rows` fits exactly the same weights."""
+    rows = torch.as_tensor(list(rows), dtype=torch.long)
+    inputs = {}
+    for name, array in features.inputs.items():
+        if isinstance(array, DiskArray):
+            raise ValueError(
+                f"guard.poison_test copies every input to poison the held-out rows, and input {name!r} is "
+                "streamed from disk; hold it in memory (datamodule.stream_over_mb=null)"
+            )
+        copy_ = array.clone() if isinstance(array, torch.Tensor) else torch.from_numpy(np.array(array))
+        copy_[rows] = float("nan")
+        inputs[name] = copy_
+    y = features.y.clone()
+    y[rows] = len(features.classes)
+    au = None if features.au is None else features.au.clone()
+    if au is not None:
+        au[rows] = float("nan")
+    return FeatureSet(
+        inputs=inputs,
+        channels=features.channels,
+        y=y,
+        sample_ids=features.sample_ids,
+        subjects=features.subjects,
+        datasets=features.datasets,
+        clips=features.clips,
+        classes=features.classes,
+        exclusions=features.exclusions,
+        unreadable=features.unreadable,
+        au=au,
+        au_mask=features.au_mask,
+        au_names=features.au_names,
+    )
+
+
 def _rows(array, rows: list[int]):
     return array.subset(rows) if isinstance(array, DiskArray) else array[rows]
 
@@ -407,6 +444,11 @@ class MERDataModule(L.LightningDataModule):
     generative_augment: a `datamodules.au_generative.AUGenerativeAugment`, fitted in `setup` on the training
     rows only; the training loader then serves those rows and the samples it generates (one named input,
     held in memory, AU targets needed). Statistics and fold transforms still come from the real rows.
+    poison_test: the leakage canary (`guard.poison_test`): everything this data module serves or fits
+    before the test step sees `features` with the held-out subject's inputs and AU targets replaced by NaN
+    and its labels by an invalid class (`poisoned_features`); only `test_dataloader` reads the real rows.
+    A recipe that lets the test subject touch a statistic, a sampler, a graph or a batch then ends with
+    non-finite weights or an out-of-range label error instead of a quietly inflated score.
     """
 
     def __init__(
@@ -422,13 +464,19 @@ class MERDataModule(L.LightningDataModule):
         seed: int = 0,
         fold_transforms: Mapping | None = None,
         generative_augment=None,
+        poison_test: bool = False,
     ) -> None:
         super().__init__()
         if not 0 <= fold < len(folds):
             raise ValueError(f"fold {fold} does not exist: this protocol has folds 0..{len(folds) - 1}")
         names = list(features.inputs)
-        self.features = features
         self.fold = folds[fold]
+        self.poison_test = bool(poison_test)
+        # The real rows: read by the test step alone. `features` is what fitting sees (poisoned or not).
+        self.test_features = features
+        if self.poison_test:
+            features = poisoned_features(features, split_indices(features.subjects, self.fold)[1])
+        self.features = features
         self.batch_size = batch_size
         self.normalize = _per_input(normalize, names, "normalize", NORMALIZATIONS)
         self.standardize = _per_input(standardize, names, "standardize", STANDARDIZATIONS)
@@ -579,7 +627,7 @@ class MERDataModule(L.LightningDataModule):
         return self._loader(self.train_idx, shuffle=True)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_idx, shuffle=False)
+        return self._loader(self.test_idx, shuffle=False, features=self.test_features)
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()

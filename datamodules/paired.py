@@ -61,6 +61,11 @@ class PairedDataModule(L.LightningDataModule):
         return self.micro.inputs
 
     @property
+    def poison_test(self) -> bool:
+        """The leakage canary poisons the micro fold's held-out rows (the macro source holds none out)."""
+        return self.micro.poison_test
+
+    @property
     def train_class_counts(self) -> torch.Tensor:
         return self.micro.train_class_counts + self.macro.train_class_counts
 

@@ -84,3 +84,47 @@ def test_cpu_recipe_runs_two_folds(tmp_path, experiment, request):
     folds, n = (1, 6) if experiment == "pretrain_macro_cpu" else (2, 12)
     assert summary["folds_done"] == folds and summary["folds_missing"] == [] and summary["n"] == n
     assert summary["verified"] is True
+
+
+def _fold0(run_dir: Path):
+    import pandas as pd
+
+    from training.checkpoints import read_checkpoint
+
+    predictions = pd.read_csv(run_dir / "predictions" / "fold_000.csv")
+    # A hold-out run (pretrain_macro_cpu) keeps its one model as RUN_DIR/last.ckpt.
+    path = run_dir / "last.ckpt" if (run_dir / "last.ckpt").is_file() else run_dir / "fold_0" / "last.ckpt"
+    return predictions, read_checkpoint(path)["state_dict"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", CPU_EXPERIMENTS)
+def test_cpu_recipe_is_deterministic_and_never_reads_its_test_subject(tmp_path, experiment, request):
+    """Fold 0 three times in fresh processes: twice as it is (the same seed gives the same per-sample
+    predictions and probabilities, bit for bit on this CPU) and once with the leakage canary
+    (guard.poison_test=true: its held-out subject NaN while fitting), which must train the same weights."""
+    import pandas as pd
+    import torch
+
+    extra = list(EXTRA.get(experiment, []))
+    if experiment in NEEDS_CHECKPOINT:
+        extra.append(f"{NEEDS_CHECKPOINT[experiment]}={request.getfixturevalue('pretrained')}")
+    base = [
+        f"experiment={experiment}",
+        "data.reader.num_subjects=2",
+        "data.reader.clips_per_subject=6",
+        "fold=0",
+        "trainer.max_epochs=2",
+        *extra,
+    ]
+    runs = {}
+    for name, more in (("first", []), ("again", []), ("guarded", ["guard.poison_test=true"])):
+        out = _train([*base, *more, f"run_dir={tmp_path / name}"], tmp_path)
+        assert out.returncode == 0, f"{name}: {out.stderr[-3000:]}"
+        runs[name] = _fold0(tmp_path / name)
+    (first, weights), (again, _), (guarded, guarded_weights) = runs["first"], runs["again"], runs["guarded"]
+    pd.testing.assert_frame_equal(first, again, check_exact=True)
+    pd.testing.assert_frame_equal(first, guarded, check_exact=True)
+    assert weights.keys() == guarded_weights.keys()
+    differ = [k for k in weights if not torch.equal(weights[k], guarded_weights[k])]
+    assert not differ, f"the guard changed {differ[:5]}"

@@ -81,6 +81,10 @@ def unsupported(module: L.LightningModule, datamodule, trainer_cfg: Mapping | No
         return f"{type(datamodule).__name__} (a second data source) is not supported"
     if len(datamodule.inputs) != 1:
         return "networks of several named inputs are not supported"
+    if datamodule.poison_test:
+        # One fold's held-out rows are the other folds' training rows in a shared batch: the canary runs each
+        # fold alone (the stack's own proof is tests/test_fold_parallel.py's poisoned-rows test).
+        return "guard.poison_test poisons each fold's held-out rows, which the other folds train on"
     if not isinstance(datamodule.features.inputs[datamodule.inputs[0]], (torch.Tensor, np.ndarray)):
         return "an input streamed from disk (datamodule.stream_over_mb) is not supported"
     standardize = sorted({m for m in datamodule.standardize.values() if m != "none"})

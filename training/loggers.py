@@ -50,8 +50,10 @@ def make_loggers(
     project: str = "merlin",
     entity: str | None = None,
     mode: str = "auto",
+    group: str | None = None,
 ) -> list:
-    """Lightning loggers for one fold. `kind` is one of wandb, csv, none."""
+    """Lightning loggers for one fold. `kind` is one of wandb, csv, none. group: the W&B group (default
+    run_name; the seeds of a seeds run share one)."""
     if kind not in LOGGER_KINDS:
         raise ValueError(f"unknown logger {kind!r}; choose from {LOGGER_KINDS}")
     run_dir = Path(run_dir)
@@ -68,7 +70,7 @@ def make_loggers(
     logger = WandbLogger(
         project=project,
         entity=entity,
-        group=run_name,
+        group=group or run_name,
         name=f"{run_name}/{fold_name}",
         job_type="fold",
         save_dir=str(run_dir),
@@ -120,6 +122,7 @@ def log_summary(
     project: str = "merlin",
     entity: str | None = None,
     mode: str = "auto",
+    group: str | None = None,
 ) -> None:
     """Pooled metrics, per-source rows and the confusion matrix as one more run in the W&B group."""
     if kind != "wandb":
@@ -129,7 +132,7 @@ def log_summary(
     run = wandb.init(
         project=project,
         entity=entity,
-        group=run_name,
+        group=group or run_name,
         name=f"{run_name}/pooled",
         job_type="summary",
         dir=str(run_dir),

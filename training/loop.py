@@ -36,6 +36,7 @@ from training.checkpoints import (
     read_provenance,
     write_checkpoint,
 )
+from training.guard import fit_guarded
 from training.interrupt import RunInterrupted
 from training.loggers import close_loggers
 from utils.atomic import atomic_write_json
@@ -148,7 +149,10 @@ def _train_fold(features, folds, k, run_dir, build, seed, bar, identity, experim
     failed = True
     try:
         trainer = build.trainer(loggers, [_FoldProgress(bar, fold)])
-        trainer.fit(model, datamodule=datamodule)
+        if getattr(datamodule, "poison_test", False):
+            fit_guarded(trainer, model, datamodule, fold.name)
+        else:
+            trainer.fit(model, datamodule=datamodule)
         frame = finish_fold(trainer, model, datamodule, features, folds, k, run_dir, identity, experiment)
         log.info("fold %s: trained and tested in %.1f s", fold.name, time.perf_counter() - start)
         failed = False

@@ -43,6 +43,11 @@ ADDED_SETTING_DEFAULTS: dict[str, Any] = {
     "model.head_lr": None,
     # auto picks the strategy from the experiment itself; an explicit choice is part of the experiment.
     "loso.strategy": "auto",
+    # The leakage canary: a guarded run is kept apart from an unguarded one (if the canary trips, its
+    # predictions differ), and every run before it had no guard.
+    "guard.poison_test": False,
+    # A seeds run trains one sub-run per seed, each with seeds=null (evaluation/seeds.py).
+    "seeds": None,
 }
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
@@ -145,6 +150,9 @@ def check_settings(settings: Mapping, cuda_available: bool | None = None) -> Non
     strategy = lookup(settings, "loso.strategy", "auto")
     if strategy not in LOSO_STRATEGIES:
         raise SettingError("loso.strategy", strategy, f"expected one of {', '.join(LOSO_STRATEGIES)}")
+    poison = lookup(settings, "guard.poison_test", False)
+    if not isinstance(poison, bool):
+        raise SettingError("guard.poison_test", poison, "expected true or false")
     _positive_int(settings, "datamodule.batch_size")
     _positive_int(settings, "datamodule.num_workers", minimum=0)
     if lookup(settings, "feature_workers") != "auto":
@@ -164,6 +172,13 @@ def check_settings(settings: Mapping, cuda_available: bool | None = None) -> Non
     seed = lookup(settings, "seed")
     if not _is_int(seed):
         raise SettingError("seed", seed, "expected a whole number")
+    seeds = lookup(settings, "seeds")
+    if seeds is not None:
+        if not isinstance(seeds, list) or not seeds or not all(_is_int(s) for s in seeds):
+            expected = "expected a non-empty list of whole numbers, e.g. seeds=[0,1,2]"
+            raise SettingError("seeds", seeds, expected)
+        if len(set(seeds)) != len(seeds):
+            raise SettingError("seeds", seeds, "a seed is given twice")
     fold = lookup(settings, "fold")
     if fold is not None and (not _is_int(fold) or fold < 0):
         raise SettingError("fold", fold, "expected a fold index (0, 1, ...) or null for every fold")

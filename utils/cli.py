@@ -20,12 +20,13 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types that describe a fault in the user's input or environment, not a bug of MERLin."""
     from datamodules.samples import SampleError
     from preprocessing.features import FeatureError
+    from training.guard import LeakageError
     from training.rundir import RunDirError
     from training.settings import SettingError
 
     # ValueError covers SampleError/ReaderError and EvaluationError; OSError covers missing files, a full
     # disk, permissions and read-only folders (atomic writes name the file being written).
-    return (ValueError, OSError, SampleError, FeatureError, RunDirError, SettingError)
+    return (ValueError, OSError, SampleError, FeatureError, RunDirError, SettingError, LeakageError)
 
 
 def user_message(err: BaseException) -> str | None:
