@@ -216,6 +216,7 @@ def _run(
     from training.loggers import log_summary, make_loggers
     from training.loop import FoldFactories, quiet_lightning, train_folds
     from training.rundir import data_records, experiment_identity, prepare_run_dir
+    from training.selection import watchers
 
     samples = read.samples
     if read.report.repairs or read.report.drops:
@@ -278,6 +279,7 @@ def _run(
     in_chans = [len(specs[name].channels) for name in consumed]
     fold_transforms = _fold_transforms(dm_cfg)
     poison_test = bool((cfg.get("guard") or {}).get("poison_test", False))
+    validation_subjects = _validation_subjects(cfg, features, folds)
 
     def datamodule(k: int) -> MERDataModule:
         micro = MERDataModule(
@@ -293,6 +295,7 @@ def _run(
             fold_transforms=fold_transforms,
             generative_augment=_generative_augment(dm_cfg, cfg.seed + k),
             poison_test=poison_test,
+            validation_subjects=validation_subjects(k),
         )
         if macro is None:
             return micro
@@ -440,7 +443,7 @@ def _run(
         features,
         folds,
         run_dir,
-        FoldFactories(datamodule, model, loggers, trainer),
+        FoldFactories(datamodule, model, loggers, trainer, lambda dm: watchers(dm, resolved)),
         seed=cfg.seed,
         only=only,
         progress=cfg.progress,
@@ -472,7 +475,42 @@ def _run(
             group=wandb_group,
         )
     run_log.say(format_table(summary))
+    oracle = read_oracle(run_dir)
+    if oracle is not None:
+        from evaluation.oracle import oracle_line
+
+        run_log.say(oracle_line(oracle))
     return run_dir
+
+
+def read_oracle(run_dir: Path) -> dict | None:
+    """RUN_DIR/oracle.json, written with the reports when diagnostics.oracle_epoch recorded folds."""
+    import json
+
+    from evaluation.oracle import ORACLE_NAME
+
+    path = run_dir / ORACLE_NAME
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _validation_subjects(cfg: DictConfig, features, folds) -> Callable[[int], list[str]]:
+    """selection=inner: fold k's validation subjects, drawn from its training subjects with
+    inner_validation.seed + k; no subject for the fixed schedule."""
+    if str(cfg.get("selection") or "fixed") != "inner":
+        return lambda k: []
+    from training.selection import inner_validation_subjects
+
+    inner = cfg.inner_validation
+    everyone = set(features.subjects)
+
+    def draw(k: int) -> list[str]:
+        train_subjects = sorted(everyone - folds[k].test_subjects)
+        try:
+            return inner_validation_subjects(train_subjects, inner.subjects, int(inner.seed) + k)
+        except ValueError as err:
+            raise SettingError("inner_validation.subjects", inner.subjects, str(err)) from err
+
+    return draw
 
 
 def fold_strategy(cfg: DictConfig, module, datamodule, folds_to_train: int) -> str:
@@ -485,6 +523,10 @@ def fold_strategy(cfg: DictConfig, module, datamodule, folds_to_train: int) -> s
     if requested == "sequential":
         return requested
     reason = unsupported(module, datamodule, OmegaConf.to_container(cfg.trainer, resolve=True))
+    if str(cfg.get("selection") or "fixed") != "fixed":
+        reason = "selection=inner chooses each fold's epoch on its own validation subjects"
+    elif (cfg.get("diagnostics") or {}).get("oracle_epoch"):
+        reason = "diagnostics.oracle_epoch predicts each fold's test subject after every epoch"
     if requested == "parallel":
         if reason is not None:
             raise SettingError("loso.strategy", requested, f"{reason}; use loso.strategy=sequential")

@@ -465,6 +465,7 @@ class MERDataModule(L.LightningDataModule):
         fold_transforms: Mapping | None = None,
         generative_augment=None,
         poison_test: bool = False,
+        validation_subjects: Sequence[str] = (),
     ) -> None:
         super().__init__()
         if not 0 <= fold < len(folds):
@@ -503,6 +504,23 @@ class MERDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.train_idx, self.test_idx = split_indices(features.subjects, self.fold)
+        # selection=inner: training subjects set aside to choose the epoch (training.selection). They are
+        # out of every fitted statistic, count and batch, like the test subject; unlike it, they choose.
+        self.validation_subjects = tuple(sorted(validation_subjects))
+        if self.validation_subjects:
+            wrong = sorted(set(self.validation_subjects) & self.fold.test_subjects)
+            if wrong:
+                raise ValueError(f"validation subjects {wrong} are fold {self.fold.name}'s test subjects")
+            held = set(self.validation_subjects)
+            self.val_idx = [i for i in self.train_idx if features.subjects[i] in held]
+            self.train_idx = [i for i in self.train_idx if features.subjects[i] not in held]
+            if not self.val_idx or not self.train_idx:
+                raise ValueError(
+                    f"fold {self.fold.name}: validation subjects {list(self.validation_subjects)} leave "
+                    f"{len(self.train_idx)} training and {len(self.val_idx)} validation samples"
+                )
+        else:
+            self.val_idx = []
         self.stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         # Three streams, so that nothing but the seed decides a batch: the epoch order (`_generator`, drawn
         # only by EpochShuffle), the augmentation (`_augment_generator`) and the DataLoader's own generator
@@ -628,6 +646,15 @@ class MERDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_idx, shuffle=False, features=self.test_features)
+
+    def evaluation_batches(self, rows: Sequence[int], features: FeatureSet | None = None):
+        """Batches of `rows` with the test transforms, without a DataLoader: a per-epoch evaluation
+        (training.selection) then draws nothing from any random stream, so the training it watches is
+        the training it would be unwatched."""
+        data = _FoldData(features or self.features, rows)
+        for start in range(0, len(data), self.batch_size):
+            positions = list(range(start, min(start + self.batch_size, len(data))))
+            yield self.transform_batch(data.__getitems__(positions), train=False)
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()

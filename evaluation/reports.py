@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from evaluation.metrics import confusion_matrix, megc_scores
+from evaluation.oracle import oracle_markdown, oracle_report
 from evaluation.predictions import EvaluationError, fold_path, read_predictions, read_run_info
 from utils.atomic import atomic_write_bytes, atomic_write_text
 
@@ -269,7 +270,8 @@ def confusion_matrix_png(summary: Mapping, dpi: int = 120) -> bytes:
 
 
 def write_reports(run_dir: str | Path, summary: Mapping | None = None) -> dict:
-    """Write summary.json, results.md, confusion_matrix.png and megc_log.txt (each atomically) into run_dir.
+    """Write summary.json, results.md, confusion_matrix.png and megc_log.txt (each atomically) into run_dir,
+    and oracle.json when folds recorded the oracle-epoch diagnostic (evaluation.oracle).
 
     summary: a `summarize` result to reuse; computed from the run directory when None. The MEGC log is
     always built from the prediction files. Returns the summary written.
@@ -279,7 +281,10 @@ def write_reports(run_dir: str | Path, summary: Mapping | None = None) -> dict:
     frame = _verified_predictions(run_dir, info)
     summary = dict(summary) if summary is not None else _summarize(run_dir, info, frame)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    atomic_write_text(run_dir / "results.md", results_markdown(summary))
+    # diagnostics.oracle_epoch: the leaky number, in its own file and a labelled section, never in summary
+    oracle = oracle_report(run_dir, info["classes"], _fold_table(info))
+    markdown = results_markdown(summary) + (oracle_markdown(oracle) if oracle else "")
+    atomic_write_text(run_dir / "results.md", markdown)
     atomic_write_text(run_dir / "megc_log.txt", megc_log(frame))
     atomic_write_bytes(run_dir / "confusion_matrix.png", confusion_matrix_png(summary))
     return summary

@@ -27,6 +27,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from datamodules.datamodule import FeatureSet, MERDataModule
 from datamodules.protocols import Fold
+from evaluation.oracle import ORACLE_EPOCHS_NAME
 from evaluation.predictions import fold_path, fold_problem, write_fold_predictions
 from training.checkpoints import (
     CheckpointError,
@@ -39,11 +40,13 @@ from training.checkpoints import (
 from training.guard import fit_guarded
 from training.interrupt import RunInterrupted
 from training.loggers import close_loggers
+from training.selection import SELECTION_NAME
 from utils.atomic import atomic_write_json
 
 log = logging.getLogger(__name__)
 
 INIT_REPORT_NAME = "init_report.json"  # beside the fold's checkpoint: what model.init_from loaded
+WATCH_FILES = (SELECTION_NAME, ORACLE_EPOCHS_NAME)  # training.selection's records beside it
 
 
 @dataclass
@@ -54,6 +57,9 @@ class FoldFactories:
     model: Callable[[MERDataModule], L.LightningModule]
     loggers: Callable[[Fold], list]
     trainer: Callable[[list, list], L.Trainer]  # (loggers, callbacks) -> Trainer
+    # Per-fold watchers of its training (training.selection: inner validation, the oracle diagnostic):
+    # callbacks of the fold's Trainer, then `finish(model, folder, write)` after fit, before the test.
+    watchers: Callable[[MERDataModule], list] | None = None
 
 
 def quiet_lightning() -> None:
@@ -110,7 +116,9 @@ class _FoldProgress(L.Callback):
 def train_subjects_of(features: FeatureSet, datamodule: MERDataModule) -> list[str]:
     """Every subject whose samples a fold's model is fitted on (its checkpoint's provenance)."""
     extra = getattr(datamodule, "extra_train_subjects", ())  # e.g. a macro source in every training set
-    return sorted({features.subjects[i] for i in datamodule.train_idx} | set(extra))
+    # selection=inner: the validation subjects chose the weights, so a later run must count them as seen.
+    chose = getattr(datamodule, "validation_subjects", ())
+    return sorted({features.subjects[i] for i in datamodule.train_idx} | set(extra) | set(chose))
 
 
 def train_fold(
@@ -148,11 +156,17 @@ def _train_fold(features, folds, k, run_dir, build, seed, bar, identity, experim
     loggers = build.loggers(fold)
     failed = True
     try:
-        trainer = build.trainer(loggers, [_FoldProgress(bar, fold)])
+        watchers = build.watchers(datamodule) if build.watchers is not None else []
+        folder = checkpoint_path(run_dir, k, folds).parent
+        for name in WATCH_FILES:  # a retrained fold's old selection or oracle record is not this one's
+            (folder / name).unlink(missing_ok=True)
+        trainer = build.trainer(loggers, [_FoldProgress(bar, fold), *watchers])
         if getattr(datamodule, "poison_test", False):
             fit_guarded(trainer, model, datamodule, fold.name)
         else:
             trainer.fit(model, datamodule=datamodule)
+        for watcher in watchers:
+            watcher.finish(model, folder, write=trainer.is_global_zero)
         frame = finish_fold(trainer, model, datamodule, features, folds, k, run_dir, identity, experiment)
         log.info("fold %s: trained and tested in %.1f s", fold.name, time.perf_counter() - start)
         failed = False

@@ -29,6 +29,8 @@ VOLATILE_SETTINGS = (
     "trainer.enable_progress_bar",
     "datamodule.num_workers",
     "datamodule.stream_over_mb",
+    # Diagnostics watch a run without changing a prediction (oracle_epoch: tests/test_selection.py).
+    "diagnostics",
 )
 
 # Settings added after run directories existed, with the defaults under which a run behaves exactly as it did
@@ -48,11 +50,19 @@ ADDED_SETTING_DEFAULTS: dict[str, Any] = {
     "guard.poison_test": False,
     # A seeds run trains one sub-run per seed, each with seeds=null (evaluation/seeds.py).
     "seeds": None,
+    # Model selection (training.selection): the fixed schedule is what every earlier run did.
+    "selection": "fixed",
+    "inner_validation.subjects": 1,
+    "inner_validation.seed": 0,
+    "inner_validation.monitor": "loss",
+    "inner_validation.patience": None,
 }
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
 PROTOCOLS = ("loso", "lodo", "holdout", "all")
 LOSO_STRATEGIES = ("auto", "parallel", "sequential")  # training.fold_parallel
+SELECTIONS = ("fixed", "inner")  # training.selection
+MONITORS = ("loss", "uf1")  # inner_validation.monitor
 REQUIRED = ("???", "required")  # what an experiment config puts where the user must give a path
 
 
@@ -153,6 +163,26 @@ def check_settings(settings: Mapping, cuda_available: bool | None = None) -> Non
     poison = lookup(settings, "guard.poison_test", False)
     if not isinstance(poison, bool):
         raise SettingError("guard.poison_test", poison, "expected true or false")
+    selection = lookup(settings, "selection", "fixed")
+    if selection not in SELECTIONS:
+        raise SettingError("selection", selection, f"expected one of {', '.join(SELECTIONS)}")
+    monitor = lookup(settings, "inner_validation.monitor", "loss")
+    if monitor not in MONITORS:
+        raise SettingError("inner_validation.monitor", monitor, f"expected one of {', '.join(MONITORS)}")
+    _positive_int(settings, "inner_validation.patience")
+    held = lookup(settings, "inner_validation.subjects", 1)
+    if (
+        isinstance(held, bool)
+        or not isinstance(held, Real)
+        or held <= 0
+        or (isinstance(held, float) and held >= 1)
+    ):
+        raise SettingError(
+            "inner_validation.subjects", held, "expected a number of subjects or a fraction in (0, 1)"
+        )
+    oracle = lookup(settings, "diagnostics.oracle_epoch", False)
+    if not isinstance(oracle, bool):
+        raise SettingError("diagnostics.oracle_epoch", oracle, "expected true or false")
     _positive_int(settings, "datamodule.batch_size")
     _positive_int(settings, "datamodule.num_workers", minimum=0)
     if lookup(settings, "feature_workers") != "auto":
