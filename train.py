@@ -208,6 +208,7 @@ def _run(
 
     from datamodules.augment import FlowAugment
     from datamodules.datamodule import MERDataModule
+    from evaluation.predictions import finished_folds
     from evaluation.reports import format_table, write_reports
     from models.classifier import MERClassifier
     from models.finetune import frozen_norm_layers, parameter_groups
@@ -461,6 +462,12 @@ def _run(
         )
         return run_dir
     summary = write_reports(run_dir)
+    # Other processes of a sweep may have written a fold while these reports were: pool again until the
+    # reports hold every fold file there is, so whichever process writes last leaves the complete pool.
+    for _ in range(10):
+        if summary["folds_done"] >= len(finished_folds(run_dir)):
+            break
+        summary = write_reports(run_dir)
     if not summary["folds_missing"]:
         log_summary(
             cfg.logger.kind,
@@ -795,6 +802,9 @@ def main(cfg: DictConfig) -> None:
     from training.interrupt import RunInterrupted, signals_raise
     from utils.cli import exit_on_user_error
 
+    # Again here: a submitit job (hydra/launcher=local|slurm) unpickles this function without running the
+    # module's top level, and would print every console line twice.
+    console.propagate = False
     run_log = RunLog()
     claimed: list[Path] = []
 

@@ -9,7 +9,8 @@ Layout (the training loop writes it, `evaluation.reports` reads it):
 
 A fold file exists only once its fold has finished: it is written to a temporary file in the same folder,
 fsynced and renamed over the final name, so a crash never leaves a half-written `fold_NNN.csv`. Its record
-is written after it; a fold counts as finished only when the two agree with each other and with run.json.
+is written just before it (a process pooling the run meanwhile never finds a new fold file without its
+record); a fold counts as finished only when the two agree with each other and with run.json.
 So a file that lost rows, a file left by another experiment (run.json deleted, then other settings) or a
 file whose record never got written is never pooled. `run.json` carries a checksum of each field, so a
 hand-edited class order or fold list is an error naming the field, not silently swapped results.
@@ -96,8 +97,8 @@ def _probability_columns(columns: Sequence[str]) -> list[str]:
 def write_fold_predictions(
     run_dir: str | Path, fold_index: int, frame: pd.DataFrame, identity: Mapping | None = None
 ) -> Path:
-    """Atomically write one finished fold's per-sample predictions to `run_dir/predictions/fold_NNN.csv`,
-    then its record `fold_NNN.json` (row count, sha256 of the bytes, and `identity`).
+    """Atomically write one finished fold's record `run_dir/predictions/fold_NNN.json` (row count, sha256
+    of the predictions' bytes, and `identity`), then its per-sample predictions `fold_NNN.csv`.
 
     frame: one row per test sample with PREDICTION_COLUMNS (`y_true`, `y_pred` integer class indices,
     `fold` == fold_index) and at least one `p_<class>` probability column. identity: what made the fold
@@ -134,7 +135,6 @@ def write_fold_predictions(
     ordered = [*PREDICTION_COLUMNS, *[c for c in frame.columns if c not in PREDICTION_COLUMNS]]
     path = fold_path(run_dir, fold_index)
     data = frame[ordered].to_csv(index=False).encode("utf-8")
-    atomic_write_bytes(path, data, what="fold predictions")
     record = {
         "format": RUN_FORMAT,
         "fold": int(fold_index),
@@ -143,7 +143,11 @@ def write_fold_predictions(
         "sha256": hashlib.sha256(data).hexdigest(),
         **{k: v for k, v in dict(identity or {}).items() if k in IDENTITY_KEYS},
     }
+    # The record first: a process pooling the run meanwhile (another cluster job's reports) finds a new fold
+    # file only once its record is there to check it against; a crash in between leaves a record without
+    # predictions, which is an unfinished fold.
     atomic_write_json(record_path(run_dir, fold_index), record, what="fold record")
+    atomic_write_bytes(path, data, what="fold predictions")
     return path
 
 

@@ -166,3 +166,17 @@ def test_a_refused_claim_leaves_run_json_untouched(tmp_path):
         prepare_run_dir(tmp_path, "exp", {"seed": 1}, CLASSES, FOLDS, _records())
     assert (tmp_path / "run.json").read_bytes() == before
     assert fold_path(tmp_path, 0).parent.exists() is False
+
+
+def test_a_claim_left_by_a_killed_process_is_no_fold_file(tmp_path):
+    from evaluation.reports import summarize
+    from training.claims import claim_path
+
+    prepare_run_dir(tmp_path, "exp", SETTINGS, CLASSES, FOLDS, _records())
+    _write_fold(tmp_path, 0, SETTINGS, _records())
+    claim_path(tmp_path, 1).parent.mkdir()
+    claim_path(tmp_path, 1).write_text('{"fold": 1, "host": "gone", "pid": 1}')
+    (tmp_path / "run.json").unlink()  # adopting the folds looks at every fold file there is
+    prepare_run_dir(tmp_path, "exp", SETTINGS, CLASSES, FOLDS, _records())
+    summary = summarize(tmp_path)
+    assert summary["folds_done"] == 1 and summary["folds_missing"] == ["synthetic/s02"]

@@ -2,12 +2,13 @@
 
 Each fold is seeded with `seed + fold index` before anything random is built, so a fold's result does not
 depend on which folds ran before it in the same process: a run resumed after a crash pools to exactly the
-numbers an uninterrupted run gives. Predictions are written atomically when a fold finishes, with a record
-of what made them; a rerun into the same run directory skips the folds whose file and record agree with
-this experiment and trains again any other (a file that lost rows, a torn file, one without its record).
-After its predictions, each fold keeps its final weights (training.checkpoints: `fold_{k}/last.ckpt`, or
-`last.ckpt` for the one model of a hold-out or all-subjects run) with the subjects they were trained on; a
-fold that holds no subject out (protocol `all`) is finished when its checkpoint is. Under DDP every rank
+numbers an uninterrupted run gives. When a fold finishes it keeps its final weights (training.checkpoints:
+`fold_{k}/last.ckpt`, or `last.ckpt` for the one model of a hold-out or all-subjects run) with the subjects
+they were trained on, then its predictions, atomically, with a record of what made them: the predictions are
+the fold's commit mark, written last. A rerun into the same run directory skips the folds whose file and
+record agree with this experiment and trains again any other (a file that lost rows, a torn file, one
+without its record, a checkpoint left without predictions); a fold that holds no subject out (protocol
+`all`) is finished when its checkpoint is. Under DDP every rank
 trains and tests; only the primary one writes.
 """
 
@@ -199,18 +200,23 @@ def finish_fold(
     experiment: str,
     progress: tuple[int, int] | None = None,
 ) -> pd.DataFrame | None:
-    """Test trained fold k on its held-out subjects with `trainer`, write its predictions, then its
-    checkpoint. progress: (epochs, optimizer steps) of a model trained by another Trainer (fold-parallel)."""
+    """Test trained fold k on its held-out subjects with `trainer`, write its checkpoint, then its
+    predictions. progress: (epochs, optimizer steps) of a model trained by another Trainer (fold-parallel).
+
+    The predictions file is the fold's commit mark (a rerun skips a fold whose predictions and record
+    agree), so it is written last: a process killed between the two writes leaves a checkpoint without
+    predictions, and the fold is trained again, never a finished fold without its weights."""
     fold = folds[k]
     frame = None
     if fold.test_subjects:
         trainer.test(model, datamodule=datamodule, verbose=False)
-        if trainer.is_global_zero:
-            frame = fold_predictions(features, fold, model.test_predictions)
-            fold_identity = None if identity is None else {**identity, **_fold_entry(fold)}
-            write_fold_predictions(run_dir, k, frame, fold_identity)
-    if trainer.is_global_zero:
-        _keep_checkpoint(trainer, features, folds, k, run_dir, datamodule, identity, experiment, progress)
+    if not trainer.is_global_zero:
+        return None
+    _keep_checkpoint(trainer, features, folds, k, run_dir, datamodule, identity, experiment, progress)
+    if fold.test_subjects:
+        frame = fold_predictions(features, fold, model.test_predictions)
+        fold_identity = None if identity is None else {**identity, **_fold_entry(fold)}
+        write_fold_predictions(run_dir, k, frame, fold_identity)
     return frame
 
 
@@ -315,11 +321,22 @@ def train_folds(
     checked against the records of the folds already there; a fold whose file does not match is retrained.
     strategy: "sequential" (one fold after another) or "parallel" (the unfinished folds trained together,
     training.fold_parallel; trainer_config is checked for settings it cannot honour).
+
+    Several processes may train into one run directory at once (cluster jobs, training.claims): each fold
+    is claimed before it trains (RUN_DIR/claims/fold_NNN.json), a fold another live process holds is
+    skipped with a log line naming it, and the claim is removed when the fold is written or the process
+    ends by an exception or a signal. Sequential mode claims a fold just before training it, so processes
+    over the same folds share them out; the fold stack, and a DDP trainer (whose ranks must all train the
+    same folds: a held fold is then an error), claim all their folds first. Only the primary rank claims.
     """
     if strategy not in ("sequential", "parallel"):
         raise ValueError(f"unknown fold strategy {strategy!r}; choose sequential or parallel")
+    from contextlib import ExitStack
+
     from tqdm.auto import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from training.claims import claim_folds, fold_claim, spans_processes
 
     run_dir = Path(run_dir)
     wanted = list(range(len(folds))) if only is None else list(only)
@@ -339,28 +356,45 @@ def train_folds(
             len(todo),
         )
     quiet_lightning()
-    bar = tqdm(
-        total=len(wanted),
-        initial=len(wanted) - len(todo),
-        desc="folds",
-        unit="fold",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
-    # Console log lines (a fold starting, a warning) are printed above the bar instead of through it.
-    redirect = logging_redirect_tqdm() if progress else nullcontext()
-    try:
-        with redirect:
-            if strategy == "parallel" and todo:
-                train_folds_together(
-                    features, folds, todo, run_dir, build, seed, bar, identity, experiment, trainer_config
-                )
-            for k in todo if strategy == "sequential" else ():
-                train_fold(features, folds, k, run_dir, build, seed, bar, identity, experiment)
-                bar.update(1)
-    finally:
-        bar.close()
-    return todo
+
+    def finished(k: int) -> bool:  # by another process, since `done` was read
+        return k in trusted_folds(run_dir, folds, identity, [k])[0]
+
+    primary = rank_zero_only.rank == 0
+    ddp = spans_processes(trainer_config)
+    upfront = primary and (strategy == "parallel" or ddp)
+    trained: list[int] = []
+    with ExitStack() as claims:
+        if upfront and todo:
+            names = {k: folds[k].name for k in todo}
+            todo = claim_folds(claims, run_dir, names, finished, refuse_held=ddp)
+        bar = tqdm(
+            total=len(wanted),
+            initial=len(wanted) - len(todo),
+            desc="folds",
+            unit="fold",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        # Console log lines (a fold starting, a warning) are printed above the bar instead of through it.
+        redirect = logging_redirect_tqdm() if progress else nullcontext()
+        try:
+            with redirect:
+                if strategy == "parallel" and todo:
+                    train_folds_together(
+                        features, folds, todo, run_dir, build, seed, bar, identity, experiment, trainer_config
+                    )
+                    trained = list(todo)
+                for k in todo if strategy == "sequential" else ():
+                    claim_here = primary and not upfront
+                    with fold_claim(run_dir, k, folds[k].name, finished, enabled=claim_here) as mine:
+                        if mine:
+                            train_fold(features, folds, k, run_dir, build, seed, bar, identity, experiment)
+                            trained.append(k)
+                    bar.update(1)
+        finally:
+            bar.close()
+    return trained
 
 
 def train_folds_together(

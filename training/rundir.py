@@ -12,6 +12,7 @@ old predictions into new ones: they are adopted only by the experiment their rec
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -30,7 +31,7 @@ from evaluation.predictions import (
     record_path,
     run_checksums,
 )
-from utils.atomic import atomic_write_json
+from training.claims import create_exclusive
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +229,9 @@ def prepare_run_dir(
     train_subjects: Sequence[Sequence[str]] | None = None,
 ) -> Path:
     """Claim `run_dir` for this experiment: create run.json, or check that the existing one (or, when it
-    was deleted, the fold records left behind) describes this same experiment on the same data.
+    was deleted, the fold records left behind) describes this same experiment on the same data. Safe with
+    several processes at once: run.json is created exclusively (training.claims.create_exclusive), so
+    exactly one of them writes it and the others join it or are refused by it.
 
     data: `data_records` of the samples (None: no data identity, for tests of the settings alone).
     train_subjects: per fold, every subject its model is trained on (its checkpoint's provenance; later
@@ -239,11 +242,20 @@ def prepare_run_dir(
     run_dir = Path(run_dir)
     info = _new_info(experiment, settings, classes, folds, data, train_subjects)
     old = check_run_dir(run_dir, settings)
-    if old is not None:
+    if old is None:
+        _adopt_orphaned_folds(run_dir, info)
+        # Exclusive: of several processes starting into one directory (cluster jobs of one sweep), one
+        # creates run.json and the others read that complete file back and join it, or are refused by it.
+        text = json.dumps(info, indent=2, default=str) + "\n"
+        if create_exclusive(run_dir / "run.json", text.encode("utf-8"), what="run record"):
+            return run_dir
+        old = check_run_dir(run_dir, settings)
+        if old is None:
+            raise RunDirError(f"{run_dir / 'run.json'} was created and removed by another process meanwhile")
         _refuse_other_experiment(run_dir, old, info)
+        log.info("%s: joined the run another process of this experiment started just now", run_dir)
         return run_dir
-    _adopt_orphaned_folds(run_dir, info)
-    atomic_write_json(run_dir / "run.json", info, what="run record")
+    _refuse_other_experiment(run_dir, old, info)
     return run_dir
 
 
