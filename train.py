@@ -150,14 +150,20 @@ def run_seeds(cfg: DictConfig, run_log: RunLog, on_claim: Callable[[Path], None]
     """`seeds=[...]`: the experiment once per seed, each a complete run directory `run_dir/seed_N/`
     (resumable on its own), then mean +/- std over the seeds at the top (evaluation.seeds)."""
     from evaluation.predictions import EvaluationError
-    from evaluation.seeds import claim_seeds_dir, format_seeds_table, seed_dir, write_seed_reports
+    from evaluation.seeds import (
+        check_seeds_dir,
+        claim_seeds_dir,
+        format_seeds_table,
+        seed_dir,
+        write_seed_reports,
+    )
 
     check_settings(OmegaConf.to_container(cfg, resolve=True))
     parent = Path(cfg.run_dir)
-    if (parent / "run.json").exists():
-        raise SettingError(
-            "seeds", list(cfg.seeds), f"run_dir {parent} holds a single run; use a new run_dir"
-        )
+    try:  # before any seed's run directory is made inside it
+        check_seeds_dir(parent, str(cfg.experiment_name))
+    except EvaluationError as err:
+        raise SettingError("seeds", list(cfg.seeds), str(err)) from err
     seeds = [int(s) for s in cfg.seeds]
     group = f"{cfg.experiment_name}-{parent.name}"
     run_log.close()  # the seeds' own logs take the records from here on (this one would only hold them)

@@ -45,23 +45,30 @@ def read_seed_index(run_dir: str | Path) -> dict:
     return index
 
 
-def claim_seeds_dir(run_dir: str | Path, experiment: str, seeds: Sequence[int]) -> None:
-    """Refuse a run directory that is a single run or another experiment's seeds; otherwise record the
-    seeds (added to those already there: a later call may extend a seeds run with more seeds)."""
+def check_seeds_dir(run_dir: str | Path, experiment: str) -> list[int]:
+    """The seeds a seeds run directory already holds ([] for a new one); EvaluationError for a directory
+    that is a single run or another experiment's seeds."""
     run_dir = Path(run_dir)
     if (run_dir / "run.json").exists():
         raise EvaluationError(
             f"run directory {run_dir} holds a single run (run.json); a seeds run needs its own run_dir"
         )
-    held: list[int] = []
-    if is_seeds_dir(run_dir):
-        index = read_seed_index(run_dir)
-        if index.get("experiment") != experiment:
-            raise EvaluationError(
-                f"run directory {run_dir} holds the seeds of experiment {index.get('experiment')!r}, not "
-                f"{experiment!r}; use a new run_dir"
-            )
-        held = [int(s) for s in index["seeds"]]
+    if not is_seeds_dir(run_dir):
+        return []
+    index = read_seed_index(run_dir)
+    if index.get("experiment") != experiment:
+        raise EvaluationError(
+            f"run directory {run_dir} holds the seeds of experiment {index.get('experiment')!r}, not "
+            f"{experiment!r}; use a new run_dir"
+        )
+    return [int(s) for s in index["seeds"]]
+
+
+def claim_seeds_dir(run_dir: str | Path, experiment: str, seeds: Sequence[int]) -> None:
+    """Record `seeds` in the seeds index (added to those already there: a later call may extend a seeds
+    run with more seeds), after `check_seeds_dir`."""
+    run_dir = Path(run_dir)
+    held = check_seeds_dir(run_dir, experiment)
     merged = held + [s for s in seeds if s not in held]
     if merged != held or not is_seeds_dir(run_dir):
         index = {"format": SEEDS_FORMAT, "experiment": experiment, "seeds": merged}

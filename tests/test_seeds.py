@@ -96,6 +96,9 @@ def test_a_single_run_directory_or_another_experiments_seeds_are_refused(tmp_pat
     claim_seeds_dir(other, "off_apexnet", [0])
     with pytest.raises(EvaluationError, match="holds the seeds of experiment 'off_apexnet'"):
         claim_seeds_dir(other, "synthetic_ststnet", [0])
+    with pytest.raises(SettingError, match="holds the seeds of experiment 'off_apexnet'"):
+        train.run_seeds(_cfg(tmp_path, other, ["seeds=[0]"]), train.RunLog())
+    assert not (other / "seed_0").exists()  # refused before any seed's directory was made
 
 
 @pytest.mark.parametrize("seeds", ["[]", "[0,0]", "[0.5]", "'x'"])
