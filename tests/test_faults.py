@@ -34,9 +34,9 @@ ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 
 
 def _train(
-    run_dir: Path, cache: Path, kill: tuple[str, str, int] | None = None
+    run_dir: Path, cache: Path, kill: tuple[str, str, int] | None = None, extra: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess:
-    args = [*ARGS, f"run_dir={run_dir}", f"cache_dir={cache}"]
+    args = [*ARGS, f"run_dir={run_dir}", f"cache_dir={cache}", *extra]
     wrapper = (
         [] if kill is None else [str(ROOT / "tests" / "fault_points.py"), kill[0], kill[1], str(kill[2])]
     )
@@ -92,6 +92,67 @@ def test_a_run_killed_mid_write_reruns_to_the_uninterrupted_predictions(
     }
     for k in range(3):  # every finished fold also kept its weights
         assert (run_dir / f"fold_{k}" / "last.ckpt").is_file()
+
+
+# The new kinds of run: several seeds, and two named inputs (DSSN: two 227x227 streams, two cache entries
+# per clip). (name, extra train.py arguments, pattern, before/after, which write, prediction folders)
+KINDS = [
+    (
+        "seeds, killed in the second seed's fold",
+        ("seeds=[0,1]",),
+        "*/seed_1/predictions/fold_001.csv",
+        "before",
+        1,
+        ("seed_0", "seed_1"),
+    ),
+    (
+        "seeds, killed writing the seeds summary",
+        ("seeds=[0,1]",),
+        "*/seeds/summary.json",
+        "before",
+        1,
+        ("seed_0", "seed_1"),
+    ),
+    (
+        "two inputs, killed caching the second stream",
+        ("experiment=dssn_cpu", "trainer.max_epochs=1", "datamodule.batch_size=4"),
+        "*/fresh-cache/*",
+        "before",
+        3,
+        (".",),
+    ),
+    (
+        "two inputs, killed after a checkpoint",
+        ("experiment=dssn_cpu", "trainer.max_epochs=1", "datamodule.batch_size=4"),
+        "*/fold_0/last.ckpt",
+        "after",
+        1,
+        (".",),
+    ),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "extra", "pattern", "when", "nth", "folders"), KINDS, ids=[k[0].replace(" ", "_") for k in KINDS]
+)
+def test_seeds_and_named_inputs_killed_mid_write_rerun_to_the_uninterrupted_predictions(
+    tmp_path, name, extra, pattern, when, nth, folders
+):
+    reference, run_dir = tmp_path / "reference" / "seeds", tmp_path / "run" / "seeds"
+    cache = tmp_path / "fresh-cache"
+    killed = _train(run_dir, cache, kill=(pattern, when, nth), extra=extra)
+    assert killed.returncode == -9, f"{name}: the kill point was never reached\n{killed.stderr[-2000:]}"
+    rerun = _train(run_dir, cache, extra=extra)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    out = _train(reference, tmp_path / "reference-cache", extra=extra)  # uninterrupted, its own cache
+    assert out.returncode == 0, out.stderr[-3000:]
+    for folder in folders:
+        pd.testing.assert_frame_equal(
+            _predictions(run_dir / folder), _predictions(reference / folder), check_exact=True
+        )
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (run_dir, reference))
+    assert a == b
 
 
 def test_a_fold_whose_predictions_were_never_written_is_trained_again(tmp_path, monkeypatch):

@@ -354,8 +354,9 @@ def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 60
 @pytest.mark.parametrize(
     ("signum", "status", "strategy"),
     [
-        (signal.SIGTERM, 143, "sequential"),
-        # Ctrl+C takes SIGTERM's path with another status: end to end in the slow suite only.
+        # The fast suite kills the default (fold-parallel) run; sequential folds, and Ctrl+C (SIGTERM's path
+        # with another status), end to end in the slow suite.
+        pytest.param(signal.SIGTERM, 143, "sequential", marks=pytest.mark.slow),
         pytest.param(signal.SIGINT, 130, "sequential", marks=pytest.mark.slow),
         (signal.SIGTERM, 143, "parallel"),
     ],
