@@ -18,18 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tiny import TINY, compose_train
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = [
-    "data.reader.num_subjects=3",
-    "data.reader.clips_per_subject=3",
-    "data.reader.height=64",
-    "data.reader.width=56",
-    "trainer.max_epochs=2",
-    "logger=none",
-    "progress=false",
-    "loso.strategy=sequential",
-]
+ARGS = [*TINY, "loso.strategy=sequential"]
 ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 
 
@@ -158,22 +150,11 @@ def test_seeds_and_named_inputs_killed_mid_write_rerun_to_the_uninterrupted_pred
 def test_a_fold_whose_predictions_were_never_written_is_trained_again(tmp_path, monkeypatch):
     """The fast, in-process form of the kill after a checkpoint: predictions are the fold's commit mark,
     so a fold left with its checkpoint alone is not finished (and never a finished fold without weights)."""
-    from hydra import compose, initialize_config_dir
-
     import train
     import training.loop as loop
 
     def run(run_dir: Path) -> None:
-        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-            cfg = compose(
-                "train",
-                overrides=[
-                    *ARGS,
-                    f"run_dir={run_dir}",
-                    f"cache_dir={tmp_path.parent / 'shared-feature-cache'}",
-                ],
-            )
-        train.run(cfg)
+        train.run(compose_train(tmp_path, run_dir, ["loso.strategy=sequential"]))
 
     run(tmp_path / "reference")
     real = loop.write_fold_predictions

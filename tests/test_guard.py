@@ -14,41 +14,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from tiny import compose_train, tiny_features
 
-from datamodules.datamodule import FeatureSet, MERDataModule, poisoned_features
+from datamodules.datamodule import MERDataModule, poisoned_features
 from datamodules.protocols import make_folds
 from training.checkpoints import read_checkpoint
 from training.guard import LeakageError, non_finite_tensors
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "data.reader.num_subjects=3",
-    "data.reader.clips_per_subject=3",
-    "data.reader.height=64",
-    "data.reader.width=56",
-    "trainer.max_epochs=2",
-    "logger=none",
-    "progress=false",
-]
 
-
-def _features(n_subjects: int = 3, per_subject: int = 4) -> FeatureSet:
-    n = n_subjects * per_subject
-    g = torch.Generator().manual_seed(0)
-    return FeatureSet(
-        x=torch.rand(n, 3, 4, 4, generator=g),
-        y=torch.arange(n) % 3,
-        sample_ids=[f"c{i}" for i in range(n)],
-        subjects=[f"d/s{i // per_subject}" for i in range(n)],
-        datasets=["d"] * n,
-        clips=[f"c{i}" for i in range(n)],
-        classes=("a", "b", "c"),
-        channels=("u", "v", "s"),
-        au=torch.ones(n, 2),
-        au_mask=torch.ones(n, 2, dtype=torch.bool),
-        au_names=("AU1", "AU2"),
-    )
+def _features():
+    return tiny_features(per_subject=4, au=True)
 
 
 def test_poisoned_features_poison_exactly_the_given_rows():
@@ -97,10 +72,7 @@ def _run(tmp_path: Path, name: str, extra: list[str] = ()) -> Path:
     import train
 
     run_dir = tmp_path / name
-    cache = tmp_path.parent / "shared-feature-cache"
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=[*TINY, f"run_dir={run_dir}", f"cache_dir={cache}", *extra])
-    train.run(cfg)
+    train.run(compose_train(tmp_path, run_dir, extra))
     return run_dir
 
 

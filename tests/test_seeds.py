@@ -8,27 +8,14 @@ import statistics
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from tiny import compose_train
 
 from evaluation.predictions import EvaluationError
 from evaluation.seeds import _spread, claim_seeds_dir, summarize_seeds
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "data.reader.num_subjects=3",
-    "data.reader.clips_per_subject=3",
-    "data.reader.height=64",
-    "data.reader.width=56",
-    "trainer.max_epochs=2",
-    "logger=none",
-    "progress=false",
-]
-
 
 def _cfg(tmp_path: Path, run_dir: Path, extra: list[str] = ()):
-    cache = tmp_path.parent / "shared-feature-cache"
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("train", overrides=[*TINY, f"run_dir={run_dir}", f"cache_dir={cache}", *extra])
+    return compose_train(tmp_path, run_dir, extra)
 
 
 def test_spread_is_the_mean_and_sample_standard_deviation():

@@ -9,28 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from tiny import compose_train, tiny_features
 
 from evaluation.metrics import pooled_scores
 from evaluation.oracle import ORACLE_LABEL, oracle_report
 from training.checkpoints import read_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "data.reader.num_subjects=3",
-    "data.reader.clips_per_subject=3",
-    "data.reader.height=64",
-    "data.reader.width=56",
-    "logger=none",
-    "progress=false",
-    "loso.strategy=sequential",
-]
-
 
 def _cfg(tmp_path: Path, run_dir: Path, extra: list[str]):
-    cache = tmp_path.parent / "shared-feature-cache"
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("train", overrides=[*TINY, f"run_dir={run_dir}", f"cache_dir={cache}", *extra])
+    return compose_train(tmp_path, run_dir, ["loso.strategy=sequential", *extra])
 
 
 def _run(tmp_path: Path, name: str, extra: list[str]) -> Path:
@@ -180,19 +167,7 @@ def test_too_many_validation_subjects_and_parallel_mode_are_refused(tmp_path):
 
 
 def _features():
-    from datamodules.datamodule import FeatureSet
-
-    n = 9
-    return FeatureSet(
-        x=torch.rand(n, 3, 4, 4, generator=torch.Generator().manual_seed(0)),
-        y=torch.arange(n) % 3,
-        sample_ids=[f"c{i}" for i in range(n)],
-        subjects=[f"d/s{i // 3}" for i in range(n)],
-        datasets=["d"] * n,
-        clips=[f"c{i}" for i in range(n)],
-        classes=("a", "b", "c"),
-        channels=("u", "v", "s"),
-    )
+    return tiny_features()
 
 
 class _Subjects:

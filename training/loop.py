@@ -133,8 +133,8 @@ def train_fold(
     identity: Mapping | None = None,
     experiment: str = "",
 ) -> pd.DataFrame | None:
-    """Train fold k, test it on its held-out subjects, write its predictions, then its checkpoint
-    (training.checkpoints). A fold without test subjects (protocol `all`) writes only the checkpoint and
+    """Train fold k, test it on its held-out subjects, write its checkpoint (training.checkpoints), then
+    its predictions. A fold without test subjects (protocol `all`) writes only the checkpoint and
     returns None."""
     fold = folds[k]
     log.info("fold %s (%d of %d): training", fold.name, k + 1, len(folds))
