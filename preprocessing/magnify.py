@@ -71,7 +71,6 @@ from typing import Any
 import cv2
 import numpy as np
 import scipy.fft
-from scipy import signal
 
 from preprocessing.flow import FLOW_METHODS, flow_parameters, optical_flow, to_gray
 
@@ -317,6 +316,8 @@ def _first_order(b: np.ndarray, a: np.ndarray, x: np.ndarray) -> np.ndarray:
     """First-order causal filter along axis 0, started as if x[0] had always been the input, which is how the
     reference starts (both low-passes set to the first frame). The steady state of lfilter's one delay is
     (b1 - a1)·x0; computed directly because lfilter_zi fails for a pole at 1 (r = 0)."""
+    from scipy import signal  # here, not at the top: importing scipy.signal takes about a second
+
     b = np.pad(np.asarray(b, dtype=np.float64), (0, 2 - len(b)))
     state = (b[1] - a[1]) * x[:1]
     return signal.lfilter(b, a, x, axis=0, zi=state)[0]
@@ -348,6 +349,8 @@ def temporal_filter(
     if kind == "butterworth":
         if fh >= fps / 2:
             raise ValueError(f"magnify fh = {fh} Hz must be below the Nyquist frequency {fps / 2} Hz")
+        from scipy import signal
+
         lows = []
         for cutoff in (fh, fl):
             b, a = signal.butter(1, cutoff, btype="low", fs=fps)

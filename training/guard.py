@@ -10,7 +10,10 @@ unguarded run (tests/test_guard.py), so its guarded predictions are its predicti
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch only where it is used: utils.cli imports LeakageError on every error path
+    import torch
 
 
 class LeakageError(RuntimeError):
@@ -19,6 +22,8 @@ class LeakageError(RuntimeError):
 
 def non_finite_tensors(module: torch.nn.Module) -> list[str]:
     """Names of the parameters and floating-point buffers of `module` holding a NaN or an infinity."""
+    import torch
+
     return [
         name
         for name, tensor in module.state_dict().items()
