@@ -221,11 +221,19 @@ def _init_worker(threads: int, parent_pid: int | None = None) -> None:
 AUTO_WORKERS_MIN_MISSES = 32
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: a SLURM job or a `taskset` gets its allocation, not the node's."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity call on this platform
+        return os.cpu_count() or 1
+
+
 def auto_workers(spec, misses: int) -> int:
     """Worker processes for `workers="auto"`: one per core when the spec's flow is OpenCV's TV-L1 and at least
     AUTO_WORKERS_MIN_MISSES samples need computing; 0 (this process) otherwise. Farneback and DIS are fast
     enough that workers only add their start-up (0.4x measured); tvl1_torch batches in this process."""
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     if cores < 2 or misses < AUTO_WORKERS_MIN_MISSES:
         return 0
     return cores if getattr(spec, "flow_method", None) == "tvl1" else 0
@@ -296,7 +304,7 @@ def cached_features(
                 max_workers=min(workers, len(misses)),
                 mp_context=get_context("spawn"),
                 initializer=_init_worker,
-                initargs=(max(1, (os.cpu_count() or 1) // workers), os.getpid()),
+                initargs=(max(1, usable_cores() // workers), os.getpid()),
             ) as pool:
                 futures = {pool.submit(_compute, samples[index], spec): index for index in misses}
                 try:

@@ -235,11 +235,12 @@ def test_auto_workers_only_for_enough_tvl1_misses(monkeypatch):
     from preprocessing.cache import AUTO_WORKERS_MIN_MISSES, auto_workers
 
     tvl1 = replace(SPEC, flow_method="tvl1")
-    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 64)  # a node's cores: a job may run on its allocation only
     assert auto_workers(tvl1, AUTO_WORKERS_MIN_MISSES) == 4
     assert auto_workers(tvl1, AUTO_WORKERS_MIN_MISSES - 1) == 0  # start-up would cost more than it saves
     assert auto_workers(SPEC, 1000) == 0  # Farneback: workers only add their start-up
-    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0}, raising=False)
     assert auto_workers(tvl1, 1000) == 0
 
 
