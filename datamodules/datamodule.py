@@ -13,7 +13,9 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 import secrets
+import socket
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -130,21 +132,33 @@ def take(array, rows: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array[rows.numpy()]))
 
 
+_STREAM_NAME = re.compile(r"^[^-]+-(?P<pid>\d+)-[0-9a-f]+(?:@(?P<host>[A-Za-z0-9._-]+))?\.npy$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "host"
+
+
 def stream_path(cache_dir: str | Path | None, spec_key: str) -> Path:
-    """A new file for a streamed input: <cache_dir>/streams/<spec key>-<pid>-<random>.npy (the system's temp
-    folder without a cache). One per process and input; deleted when the run ends. Files that killed runs
-    left behind (their pid no longer runs) are deleted first: each can be gigabytes."""
+    """A new file for a streamed input: <cache_dir>/streams/<spec key>-<pid>-<random>@<host>.npy (the
+    system's temp folder without a cache). One per process and input; deleted when the run ends. Files that
+    killed runs on this host left behind (their pid no longer runs here) are deleted first: each can be
+    gigabytes. Another host's files are never touched: a pid says nothing about a process elsewhere (a cache
+    folder shared by cluster nodes); names without a host are an earlier MERLin's, made on this host."""
     root = Path(cache_dir) if cache_dir is not None else Path(tempfile.gettempdir()) / "merlin"
     folder = root / "streams"
-    for old in folder.glob("*-*-*.npy") if folder.is_dir() else ():
+    host = _host()
+    for old in folder.glob("*.npy") if folder.is_dir() else ():
+        match = _STREAM_NAME.match(old.name)
+        if match is None or match["host"] not in (None, host):
+            continue  # not ours, or another host's
         try:
-            pid = int(old.name.split("-")[1])
-            os.kill(pid, 0)
+            os.kill(int(match["pid"]), 0)
         except ProcessLookupError:
             old.unlink(missing_ok=True)  # its process is gone
-        except (ValueError, IndexError, PermissionError, OSError):
-            continue  # not ours, or another user's live process
-    return folder / f"{spec_key[:16]}-{os.getpid()}-{secrets.token_hex(4)}.npy"
+        except OSError:
+            continue  # another user's live process
+    return folder / f"{spec_key[:16]}-{os.getpid()}-{secrets.token_hex(4)}@{host}.npy"
 
 
 def feature_specs(spec) -> dict:

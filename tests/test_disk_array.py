@@ -168,7 +168,7 @@ def test_stream_files_of_dead_runs_are_removed(tmp_path):
     import subprocess
     import sys
 
-    from datamodules.datamodule import stream_path
+    from datamodules.datamodule import _host, stream_path
 
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
@@ -177,8 +177,12 @@ def test_stream_files_of_dead_runs_are_removed(tmp_path):
     folder.mkdir()
     stale = folder / f"{'a' * 16}-{int(dead.stdout)}-0000.npy"
     alive = folder / f"{'b' * 16}-{os.getpid()}-0000.npy"
-    stale.write_bytes(b"x")
-    alive.write_bytes(b"x")
+    # A dead pid on another host (a cache folder shared by cluster nodes) says nothing: left alone.
+    elsewhere = folder / f"{'d' * 16}-{int(dead.stdout)}-0000@another-node.npy"
+    stale_here = folder / f"{'e' * 16}-{int(dead.stdout)}-0000@{_host()}.npy"
+    for file in (stale, alive, elsewhere, stale_here):
+        file.write_bytes(b"x")
     path = stream_path(tmp_path, "c" * 64)
     assert path.parent == folder and path.name.startswith("c" * 16 + f"-{os.getpid()}-")
-    assert not stale.exists() and alive.exists()
+    assert path.name.endswith(f"@{_host()}.npy")
+    assert not stale.exists() and not stale_here.exists() and alive.exists() and elsewhere.exists()
