@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import TINY
 from torch import nn
 
 from datamodules.protocols import Fold, all_subjects_fold, holdout_fold, make_folds
@@ -285,17 +286,6 @@ def test_fold_record_is_plain_data(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------------
 # Through train.py: every fold keeps its checkpoint; a fine-tuning run starts from them
-
-
-TINY = [
-    "data.reader.num_subjects=3",
-    "data.reader.clips_per_subject=3",
-    "data.reader.height=64",
-    "data.reader.width=56",
-    "trainer.max_epochs=2",
-    "logger=none",
-    "progress=false",
-]
 
 
 def _train(tmp_path: Path, run_dir: Path, extra=()) -> Path:

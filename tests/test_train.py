@@ -14,17 +14,9 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
+from tiny import TINY, shared_cache
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "data.reader.num_subjects=3",
-    "data.reader.clips_per_subject=3",
-    "data.reader.height=64",
-    "data.reader.width=56",
-    "trainer.max_epochs=2",
-    "logger=none",
-    "progress=false",
-]
 
 
 def _compose(overrides: list[str]):
@@ -33,9 +25,8 @@ def _compose(overrides: list[str]):
 
 
 def _cache(tmp_path: Path) -> Path:
-    """A feature cache shared by this session's tests (pytest's base temp folder): the TINY database's
-    features are computed once, not once per test. Nothing here tests the cache itself."""
-    return tmp_path.parent / "shared-feature-cache"
+    # Nothing here tests the cache itself: the TINY database's features are computed once per session.
+    return shared_cache(tmp_path)
 
 
 def _run(tmp_path: Path, run_dir: Path, extra: list[str] = ()) -> dict:
