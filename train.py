@@ -222,6 +222,7 @@ def _run(
     from training.checkpoints import checkpoint_path, single_model
     from training.loggers import log_summary, make_loggers
     from training.loop import FoldFactories, quiet_lightning, train_folds
+    from training.pipeline import pipeline_config
     from training.rundir import data_records, experiment_identity, prepare_run_dir
     from training.selection import watchers
 
@@ -390,6 +391,10 @@ def _run(
             "in_chans": list(chans) if isinstance(chans, tuple) else chans,
             **extra,
         }
+        # Kept too: the feature specs, normalisation and label map, so predict.py needs only the file.
+        module.pipeline_config = pipeline_config(
+            specs, consumed, labels.name, features.classes, normalize, standardize
+        )
         return module
 
     run_dir = Path(cfg.run_dir)

@@ -204,6 +204,30 @@ class FeatureSpec:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
+def spec_fields(spec: FeatureSpec) -> dict[str, Any]:
+    """Every field of `spec` as plain lists, numbers and strings (no code, no tensors): what a deployment
+    checkpoint stores so that `spec_from_fields` rebuilds the very spec (the same `key()`) without a
+    config."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if hasattr(value, "__dataclass_fields__"):
+            return {f: plain(getattr(value, f)) for f in value.__dataclass_fields__}
+        return value
+
+    return {name: plain(getattr(spec, name)) for name in spec.__dataclass_fields__}
+
+
+def spec_from_fields(values: Mapping[str, Any]) -> FeatureSpec:
+    """The FeatureSpec of `spec_fields(...)`; an unknown field (a newer MERLin wrote it) is an error."""
+    known = set(FeatureSpec.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise FeatureError(f"unknown feature spec field(s) {unknown}; this MERLin knows {sorted(known)}")
+    return FeatureSpec(**dict(values))
+
+
 def _middle_frame(sample: Sample) -> int:
     # Nearest present frame to the midpoint (lower on a tie), so a gap in the numbering is no error.
     present = [n for n in sample.frames.frame_numbers if sample.onset <= n <= sample.offset]

@@ -41,6 +41,7 @@ from training.checkpoints import (
 from training.guard import fit_guarded
 from training.interrupt import RunInterrupted
 from training.loggers import close_loggers
+from training.pipeline import pipeline_record
 from training.selection import SELECTION_NAME
 from utils.atomic import atomic_write_json
 
@@ -246,6 +247,9 @@ def _keep_checkpoint(
         inputs=getattr(model, "inputs", ()),
         net=getattr(model, "net_config", None),
     )
+    pipeline = pipeline_record(getattr(model, "pipeline_config", None), datamodule)
+    if pipeline is not None:
+        checkpoint["merlin"]["pipeline"] = pipeline
     path = checkpoint_path(run_dir, k, folds)
     write_checkpoint(path, encode_checkpoint(checkpoint))
     return path
