@@ -28,12 +28,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from datamodules.au_targets import au_list, au_targets
 from datamodules.augment import FlowAugment
 from datamodules.disk_array import DiskArray
+from datamodules.normalize import NORMALIZATIONS, normalize_per_sample
 from datamodules.protocols import Fold, LabelMap, split_indices
 from datamodules.samples import Sample, check_unique_ids, validate_sample
 
 log = logging.getLogger(__name__)
 
-NORMALIZATIONS = ("minmax", "none", "flow_image")
 STANDARDIZATIONS = ("none", "channel", "zero_center")
 # The augmentation stream is seeded with `seed + AUGMENT_SEED_OFFSET` (mod 2**64): derived from the fold's
 # seed, but distinct from the shuffling stream and from every other fold's seed (folds use seed + k).
@@ -348,24 +348,6 @@ def training_statistics(
         var = ((total_sq - count * mean * mean) / max(count - 1, 1)).clamp_min(0.0)
         return mean.float(), var.sqrt().float().clamp_min(1e-6)
     return mean.float(), torch.ones(1)
-
-
-def normalize_per_sample(x: torch.Tensor, method: str) -> torch.Tensor:
-    """Per sample and channel over the last two (spatial) axes:
-    "minmax" maps each map to [0, 1] (STSTNet's norm_u_v_os); "none" keeps raw units;
-    "flow_image" is the field's flow-image convention (ELRCN/DSSN `output_flo.m`) for a (u, v, magnitude)
-    input in pixels: clip(16 * value + 128, 0, 255) / 255 per channel, a fixed scale (no statistics).
-    """
-    if method == "none":
-        return x
-    if method == "flow_image":
-        return (16.0 * x + 128.0).clamp(0.0, 255.0) / 255.0
-    if method != "minmax":
-        raise ValueError(f"unknown normalize {method!r}; choose from {NORMALIZATIONS}")
-    lo = x.amin(dim=(-2, -1), keepdim=True)
-    hi = x.amax(dim=(-2, -1), keepdim=True)
-    # A constant map (e.g. no motion at all) becomes 0, not NaN.
-    return (x - lo) / (hi - lo).clamp_min(1e-8)
 
 
 class _FoldData(Dataset):

@@ -121,7 +121,7 @@ class Predictor:
     def network_inputs(self, raw: Mapping[str, np.ndarray]) -> list[torch.Tensor]:
         """Raw inputs of a batch ({name: (N, ...)}) -> what the network takes: normalised per sample, then
         standardised with the training subjects' statistics (MERDataModule.transform without augmentation)."""
-        from datamodules.datamodule import normalize_per_sample
+        from datamodules.normalize import normalize_per_sample
 
         out = []
         for name in self.inputs:

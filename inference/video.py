@@ -145,7 +145,9 @@ def _moved(a: tuple[int, int, int, int], b: tuple[int, int, int, int], fraction:
     return centre > fraction * size or abs(bw - aw) > fraction * aw or abs(bh - ah) > fraction * ah
 
 
-_UNCHECKED = object()
+def _crop(frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    x, y, w, h = box
+    return np.ascontiguousarray(frame[y : y + h, x : x + w])
 
 
 def face_shots(
@@ -153,30 +155,61 @@ def face_shots(
 ) -> tuple[list[Shot], int]:
     """Split a stream of grey frames into shots with a fixed face crop each. Returns (shots, frames read).
 
+    A cut ends the shot at once. A lost or moved face must be seen at two checks in a row: a Haar cascade
+    misses a face or boxes a smaller pattern now and then, and one such check must not split a shot. The
+    raw frames from the first disagreeing check on are held back until the second decides where they go.
+
     progress: a tqdm-like bar, updated once per frame read."""
     rules = rules or ShotRules()
     check_every = max(1, int(round(rules.check_seconds * fps)))
     shots: list[Shot] = []
     current: Shot | None = None
+    held: list[tuple[int, np.ndarray]] = []  # frames since a first disagreeing check: (index, raw frame)
+    held_box = None  # the face box found at that check (None: the face was lost)
+    move = rules.move_fraction
     previous = None
     index = -1
+
+    def release() -> None:  # a false alarm: the held frames stay in the current shot
+        current.frames.extend(_crop(f, current.box) for _, f in held)
+        held.clear()
+
     for index, frame in enumerate(frames):
         if progress is not None:
             progress.update(1)
         thumb = _thumb(frame)
         cut = previous is not None and float(np.abs(thumb - previous).mean()) > rules.cut_level
         previous = thumb
-        found = _UNCHECKED
-        if current is not None and (cut or (index - current.start) % check_every == 0):
+        if current is not None and cut:
+            release()
+            current = None
+        elif current is not None and (index - current.start) % check_every == 0:
             found = face_box(frame, rules.margin)
-            if found is None or cut or _moved(current.box, found, rules.move_fraction):
-                current = None  # the shot ends before this frame; this frame may start the next one
+            if found is not None and not _moved(current.box, found, move):
+                release()
+            elif not held:
+                held.append((index, frame))  # first disagreement: wait for the next check
+                held_box = found
+                continue
+            else:  # confirmed: the shot ended at the first disagreeing check
+                first = held[0][0]
+                current = None
+                if found is not None and held_box is not None and not _moved(held_box, found, move):
+                    # The face moved there at the first check and stayed: a new shot from that check.
+                    current = Shot(start=first, box=found)
+                    current.frames.extend(_crop(f, found) for _, f in held)
+                    shots.append(current)
+                held.clear()  # otherwise the held frames had no (steady) face: they join no shot
+        elif held:
+            held.append((index, frame))
+            continue
         if current is None:
-            box = face_box(frame, rules.margin) if found is _UNCHECKED else found
+            box = face_box(frame, rules.margin)
             if box is None:
                 continue
             current = Shot(start=index, box=box)
             shots.append(current)
-        x, y, w, h = current.box
-        current.frames.append(np.ascontiguousarray(frame[y : y + h, x : x + w]))
+        current.frames.append(_crop(frame, current.box))
+    if held:
+        release()
     return shots, index + 1

@@ -74,3 +74,19 @@ def test_a_video_file_is_read_back_frame_by_frame(tmp_path):
     assert len(frames) == 12 and frames[0].shape == (240, 320)
     shots, _ = face_shots(iter(frames), video.fps)
     assert len(shots) == 1 and len(shots[0].frames) == 12
+
+
+def test_one_missed_detection_does_not_split_a_shot(monkeypatch):
+    """The Haar cascade misses a face now and then: a shot ends only when two checks in a row agree."""
+    import inference.video as video
+
+    frames = [_camera(render_frame(CFG, 0, 0, 0), 40, 30)] * 60
+    real, calls = video.face_box, []
+
+    def flaky(frame, margin):
+        calls.append(1)
+        return None if len(calls) == 3 else real(frame, margin)  # the second check (frame 20) misses
+
+    monkeypatch.setattr(video, "face_box", flaky)
+    shots, _ = face_shots(iter(frames), fps=20.0)
+    assert [(s.start, s.stop) for s in shots] == [(0, 60)]
