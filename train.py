@@ -325,6 +325,8 @@ def _run(
         return PairedDataModule(micro, source)
 
     def model(dm: MERDataModule) -> MERClassifier:
+        if str(cfg.model.get("recipe") or CLASSIFIER) == SVM_RECIPE:  # closed form: no network, no Trainer
+            return _svm(cfg, features.classes, consumed, dm, specs, labels.name, normalize, standardize)
         # A network of one input gets its channel count; one of several inputs gets one count per input.
         chans = in_chans[0] if len(in_chans) == 1 else tuple(in_chans)
         # An AU graph network (AU-GACN) gets the AU list's length and its graph from this fold's training
@@ -426,7 +428,8 @@ def _run(
     first = datamodule(only[0] if only else 0)
     first.setup("fit")
     first_model = model(first)
-    first_model.configure_optimizers()
+    if not getattr(first_model, "closed_form", False):
+        first_model.configure_optimizers()
     trainer([], [])
     strategy = fold_strategy(cfg, first_model, first, 1 if only else len(folds))
 
@@ -571,8 +574,8 @@ def feature_set(cfg: DictConfig, samples, labels, specs: dict, strict: bool, act
     )
 
 
-CLASSIFIER, EMR_RECIPE, DISTILL_RECIPE = "classifier", "emr", "distill"
-RECIPES = (CLASSIFIER, EMR_RECIPE, DISTILL_RECIPE)
+CLASSIFIER, EMR_RECIPE, DISTILL_RECIPE, SVM_RECIPE = "classifier", "emr", "distill", "svm"
+RECIPES = (CLASSIFIER, EMR_RECIPE, DISTILL_RECIPE, SVM_RECIPE)
 MACRO_SEED_OFFSET = 7919  # the macro loader's shuffling stream, apart from the micro fold's
 
 
@@ -635,6 +638,27 @@ def macro_source(cfg: DictConfig, specs: dict, features, instantiate):
         [";".join(f"{n}={sample_key(k, sample)}" for n, k in keys.items()) for sample in kept],
     )
     return macro, records
+
+
+def _svm(cfg: DictConfig, classes, inputs, dm, specs: dict, label_map: str, normalize, standardize):
+    """The closed-form recipe (models.svm): an SVM fitted on the fold's training rows by training.loop."""
+    from models.svm import SVMClassifier
+    from training.pipeline import pipeline_config
+
+    if (cfg.get("diagnostics") or {}).get("oracle_epoch"):
+        raise SettingError("diagnostics.oracle_epoch", True, "an SVM has no epochs to choose among")
+    settings = OmegaConf.to_container(cfg.model.svm, resolve=True)
+    if settings.get("grid") and str(cfg.get("selection") or "fixed") != "inner":
+        raise SettingError(
+            "model.svm.grid", settings["grid"], "is searched on inner validation subjects: selection=inner"
+        )
+    try:
+        svm = SVMClassifier(classes, inputs, **settings)
+    except (TypeError, ValueError) as err:
+        raise SettingError("model.svm", settings, str(err)) from err
+    svm.pipeline_config = pipeline_config(specs, inputs, label_map, classes, normalize, standardize)
+    svm.init_report = None
+    return svm
 
 
 def _teacher(teacher_cfg: dict, fold, chans, classes, settings: dict, instantiate):

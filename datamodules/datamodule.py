@@ -95,10 +95,13 @@ class FeatureSet:
             if len(getattr(self, name)) != n:
                 raise ValueError(f"FeatureSet.{name} has {len(getattr(self, name))} entries for {n} samples")
         for name, array in self.inputs.items():
-            if array.shape[0] != n or array.ndim not in (4, 5) or array.shape[-3] != len(self.channels[name]):
+            # A hand-crafted descriptor is one vector per sample: (N, D), one channel naming it.
+            vector = array.ndim == 2 and len(self.channels[name]) == 1
+            maps = array.ndim in (4, 5) and array.shape[-3] == len(self.channels[name])
+            if array.shape[0] != n or not (vector or maps):
                 raise ValueError(
                     f"input {name!r} of shape {tuple(array.shape)} does not match {n} samples of channels "
-                    f"{self.channels[name]} ((N, C, H, W) or (N, T, C, H, W))"
+                    f"{self.channels[name]} ((N, C, H, W), (N, T, C, H, W), or (N, D) for one descriptor)"
                 )
         if (au is None) != (au_mask is None) or (au is not None and au.shape != (n, len(self.au_names))):
             raise ValueError(f"au and au_mask must both be (N, A) = ({n}, {len(self.au_names)}) or both None")
@@ -478,6 +481,13 @@ class MERDataModule(L.LightningDataModule):
         self.normalize = _per_input(normalize, names, "normalize", NORMALIZATIONS)
         self.standardize = _per_input(standardize, names, "standardize", STANDARDIZATIONS)
         for name, method in self.normalize.items():
+            maps = len(features.inputs[name].shape) >= 3  # (N, ..., H, W); a descriptor is (N, D)
+            if not maps and (method != "none" or self.standardize[name] != "none"):
+                raise ValueError(
+                    f"input {name!r} is a vector per sample {tuple(features.inputs[name].shape[1:])} (a "
+                    "hand-crafted descriptor), not maps: set datamodule.normalize=none and "
+                    "datamodule.standardize=none (model=svm standardises on the training fold itself)"
+                )
             if method == "flow_image" and features.channels[name] != ("u", "v", "magnitude"):
                 raise ValueError(
                     f"normalize flow_image needs the channels (u, v, magnitude) in input {name!r}, "

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from datamodules.samples import Sample
+from models.svm import ESTIMATOR_KEY
 from preprocessing.features import FeatureError, FeatureSpec, compute_features, spec_from_fields
 from training.checkpoints import CheckpointError, read_checkpoint
 from training.pipeline import PIPELINE_FORMAT
@@ -101,7 +102,10 @@ class Predictor:
             for name in specs
         }
         classes = tuple(pipeline["classes"])
-        net = _network(path, entry.get("net"), checkpoint["state_dict"], len(classes))
+        if ESTIMATOR_KEY in checkpoint:  # a closed-form model (models.svm): a fitted scikit-learn pipeline
+            net = EstimatorNet(_estimator(path, checkpoint[ESTIMATOR_KEY]), len(classes))
+        else:
+            net = _network(path, entry.get("net"), checkpoint["state_dict"], len(classes))
         return cls(
             net=net,
             specs=specs,
@@ -144,6 +148,31 @@ class Predictor:
         per_sample = [self.features(s) for s in samples]
         raw = {name: np.stack([f[name] for f in per_sample]) for name in self.inputs}
         return self.probabilities(raw)
+
+
+class EstimatorNet(torch.nn.Module):
+    """A fitted SVM behind a network's call: flattened, concatenated inputs -> the scores whose softmax is
+    what its fold reported as probabilities (models.svm.SVMClassifier.predict)."""
+
+    def __init__(self, estimator, num_classes: int) -> None:
+        super().__init__()
+        from models.svm import SVMClassifier
+
+        self.svm = SVMClassifier(tuple(str(c) for c in range(num_classes)), estimator=estimator)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([t.reshape(len(t), -1) for t in inputs], dim=1).double().numpy()
+        _, probs = self.svm.predict(x)
+        return torch.log(torch.as_tensor(probs).clamp_min(1e-30))  # softmax(log p) == p
+
+
+def _estimator(path: Path, data: torch.Tensor):
+    from models.svm import load_estimator
+
+    try:
+        return load_estimator(bytes(data.numpy().tobytes()), where=str(path))
+    except Exception as err:  # skops raises a variety of errors on a damaged stream
+        raise CheckpointError(f"{path}: its stored estimator cannot be loaded ({err})") from err
 
 
 def _network(path: Path, net_cfg, state_dict: Mapping, num_classes: int) -> torch.nn.Module:

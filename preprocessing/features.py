@@ -204,6 +204,10 @@ class FeatureSpec:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
+# The key of `spec_fields` naming a spec that is not a FeatureSpec (set only then: old records stay valid).
+SPEC_TYPE = "spec_type"
+
+
 def spec_fields(spec: FeatureSpec) -> dict[str, Any]:
     """Every field of `spec` as plain lists, numbers and strings (no code, no tensors): what a deployment
     checkpoint stores so that `spec_from_fields` rebuilds the very spec (the same `key()`) without a
@@ -216,16 +220,27 @@ def spec_fields(spec: FeatureSpec) -> dict[str, Any]:
             return {f: plain(getattr(value, f)) for f in value.__dataclass_fields__}
         return value
 
-    return {name: plain(getattr(spec, name)) for name in spec.__dataclass_fields__}
+    record = {name: plain(getattr(spec, name)) for name in spec.__dataclass_fields__}
+    if not isinstance(spec, FeatureSpec):  # a hand-crafted descriptor: say which kind of spec to rebuild
+        record[SPEC_TYPE] = type(spec).__name__
+    return record
 
 
 def spec_from_fields(values: Mapping[str, Any]) -> FeatureSpec:
     """The FeatureSpec of `spec_fields(...)`; an unknown field (a newer MERLin wrote it) is an error."""
-    known = set(FeatureSpec.__dataclass_fields__)
+    values = dict(values)
+    kind = values.pop(SPEC_TYPE, "FeatureSpec")
+    if kind == "FeatureSpec":
+        cls = FeatureSpec
+    elif kind == "DescriptorSpec":
+        from preprocessing.handcrafted.spec import DescriptorSpec as cls
+    else:
+        raise FeatureError(f"unknown feature spec type {kind!r} (FeatureSpec or DescriptorSpec)")
+    known = set(cls.__dataclass_fields__)
     unknown = sorted(set(values) - known)
     if unknown:
-        raise FeatureError(f"unknown feature spec field(s) {unknown}; this MERLin knows {sorted(known)}")
-    return FeatureSpec(**dict(values))
+        raise FeatureError(f"unknown {kind} field(s) {unknown}; this MERLin knows {sorted(known)}")
+    return cls(**values)
 
 
 def _middle_frame(sample: Sample) -> int:
@@ -310,7 +325,16 @@ def compute_features(sample: Sample, spec: FeatureSpec) -> np.ndarray:
     strain and grey channels are taken from the magnified clip (the apex is still found on the raw one).
     Units: u, v, magnitude in source pixels (not rescaled by the resize), strain dimensionless, onset/apex
     grey in [0, 1]. Not normalised.
+
+    A `preprocessing.handcrafted.DescriptorSpec` (LBP-TOP, LBP-SIP, HOOF, Bi-WOOF) gives its descriptor, a
+    float32 vector (D,), through the same call, so the cache and the feature set treat it like any input.
     """
+    if not isinstance(spec, FeatureSpec):
+        from preprocessing.handcrafted.spec import DescriptorSpec, compute_descriptor
+
+        if isinstance(spec, DescriptorSpec):
+            return compute_descriptor(sample, spec)
+        raise FeatureError(f"unknown feature spec type {type(spec).__name__}")
     return compute_features_with_info(sample, spec)[0]
 
 

@@ -158,6 +158,13 @@ def _train_fold(features, folds, k, run_dir, build, seed, bar, identity, experim
     loggers = build.loggers(fold)
     failed = True
     try:
+        if getattr(model, "closed_form", False):  # an SVM: fitted once, no Trainer (training.closed_form)
+            from training.closed_form import fit_fold
+
+            frame = fit_fold(model, datamodule, features, folds, k, run_dir, identity, experiment, loggers)
+            log.info("fold %s: fitted and tested in %.1f s", fold.name, time.perf_counter() - start)
+            failed = False
+            return frame
         watchers = build.watchers(datamodule) if build.watchers is not None else []
         folder = checkpoint_path(run_dir, k, folds).parent
         for name in WATCH_FILES:  # a retrained fold's old selection or oracle record is not this one's
