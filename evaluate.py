@@ -3,7 +3,9 @@
     python evaluate.py run_dir=runs/synthetic_ststnet/2026-11-24_12-00-00-3f9a
 
 Works on a partial run too (it names the folds still missing), and on a seeds run directory (train.py
-seeds=[...]: each seed's reports, then mean +/- std over the seeds). Every fold file is checked against its
+seeds=[...]: each seed's reports, then mean +/- std over the seeds). On a spotting run (spot.py: its
+spotting.json) it rescores RUN_DIR/detections.csv against the ground truth with the MEGC spotting metric
+and rewrites spotting.json and results.md. Every fold file is checked against its
 record and run.json first; one that was changed, truncated or left by another experiment is an error naming
 it. Writes summary.json, results.md, confusion_matrix.png and megc_log.txt into the run directory and
 prints the results table. Exit status 2, with one `error:` line, for anything wrong with the run directory.
@@ -27,8 +29,12 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit(USAGE_ERROR)
     with exit_on_user_error():
         from evaluation.seeds import is_seeds_dir
+        from evaluation.spotting import evaluate_spotting_run, is_spotting_run
 
-        table = evaluate_seeds(cfg.run_dir) if is_seeds_dir(cfg.run_dir) else evaluate_run(cfg.run_dir)
+        if is_spotting_run(cfg.run_dir):
+            table = evaluate_spotting_run(cfg.run_dir)
+        else:
+            table = evaluate_seeds(cfg.run_dir) if is_seeds_dir(cfg.run_dir) else evaluate_run(cfg.run_dir)
     print(table)
     print(f"run dir: {cfg.run_dir}")
 
