@@ -132,7 +132,8 @@ def _video(fps: float, seconds: float, micro: tuple[float, float], head: tuple[f
     return frames, (m0, m0 + m1 - 1), (h0, h0 + h1 - 1)
 
 
-@pytest.mark.parametrize("fps", [30.0, 200.0])
+# 200 fps (every 4th frame analysed) in the slow suite: the fast suite keeps 30 fps.
+@pytest.mark.parametrize("fps", [30.0, pytest.param(200.0, marks=pytest.mark.slow)])
 def test_a_micro_expression_is_spotted_and_a_head_move_is_not(fps):
     frames, micro, head = _video(fps, 4.0 if fps == 30 else 3.2, micro=(1.0, 0.3), head=(2.0, 0.6))
     result = spot_frames(frames, fps, SpotterConfig(locate_eyes=False))
