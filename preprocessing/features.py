@@ -338,6 +338,43 @@ def compute_features(sample: Sample, spec: FeatureSpec) -> np.ndarray:
     return compute_features_with_info(sample, spec)[0]
 
 
+def clip_reader(
+    sample: Sample, crop: str = "none", crop_size=None
+) -> tuple[Callable[[int], np.ndarray], Any]:
+    """(read, face crop or None): `read(n)` gives frame n, each frame read once; with crop="face", one
+    crop per clip from its onset frame, applied to every frame read (see preprocessing.face)."""
+    frames: dict[int, np.ndarray] = {}
+    face = None
+    if crop == "face":
+        try:
+            face = face_crop_for(sample.frames.read(sample.onset), size=crop_size)
+        except FaceNotFound as err:
+            raise SampleError(f"{sample.sample_id}: {err} (onset frame {sample.onset})") from err
+
+    def read(number: int) -> np.ndarray:
+        if number not in frames:
+            frame = sample.frames.read(number)
+            frames[number] = face.apply(frame) if face is not None else frame
+        return frames[number]
+
+    return read, face
+
+
+def frame_resolver(
+    sample: Sample, apex_fallback: str, apex: str, read: Callable[[int], np.ndarray]
+) -> tuple[Callable[[str], int], dict[str, int]]:
+    """(number_of, numbers): `number_of(name)` is frame `name`'s number (onset, apex, middle, ...), resolved
+    once, so a spotted apex is the same for the flow and an "apex" channel; `numbers` holds those resolved."""
+    numbers: dict[str, int] = {}
+
+    def number_of(name: str) -> int:
+        if name not in numbers:
+            numbers[name] = frame_number(sample, name, apex_fallback, apex, read)
+        return numbers[name]
+
+    return number_of, numbers
+
+
 def compute_features_with_info(sample: Sample, spec: FeatureSpec) -> tuple[np.ndarray, dict[str, Any]]:
     """`compute_features` plus what it decided: (array `spec.shape` float32, info) with info =
     {"apex_frame": the apex frame number used (None if the spec uses no apex),
@@ -345,28 +382,8 @@ def compute_features_with_info(sample: Sample, spec: FeatureSpec) -> tuple[np.nd
      "crop": None, or {"angle": eye-line rotation in degrees, "box": [x, y, w, h] in the rotated onset
              frame, "size": [W, H] of the crop}}.
     """
-    frames: dict[int, np.ndarray] = {}
-    crop = None
-    if spec.crop == "face":
-        # One crop per clip, from its onset frame, applied to every frame read (see preprocessing.face).
-        try:
-            crop = face_crop_for(sample.frames.read(sample.onset), size=spec.crop_size)
-        except FaceNotFound as err:
-            raise SampleError(f"{sample.sample_id}: {err} (onset frame {sample.onset})") from err
-
-    def read(number: int) -> np.ndarray:
-        if number not in frames:
-            frame = sample.frames.read(number)
-            frames[number] = crop.apply(frame) if crop is not None else frame
-        return frames[number]
-
-    numbers: dict[str, int] = {}
-
-    def number_of(name: str) -> int:
-        # Resolved once: a spotted apex is used by the flow and by an "apex" channel alike.
-        if name not in numbers:
-            numbers[name] = frame_number(sample, name, spec.apex_fallback, spec.apex, read)
-        return numbers[name]
+    read, crop = clip_reader(sample, spec.crop, spec.crop_size)
+    number_of, numbers = frame_resolver(sample, spec.apex_fallback, spec.apex, read)
 
     # Frame numbers first (a spotted apex is found on the raw frames, see _magnified), then the pixels.
     if spec.sequence is not None:

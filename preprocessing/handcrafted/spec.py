@@ -30,7 +30,6 @@ import cv2
 import numpy as np
 
 from datamodules.samples import Sample, SampleError
-from preprocessing.face import FaceNotFound, face_crop_for
 from preprocessing.features import (
     APEX_FALLBACKS,
     APEX_SOURCES,
@@ -38,7 +37,8 @@ from preprocessing.features import (
     FRAMES,
     _canonical_params,
     apex_source,
-    frame_number,
+    clip_reader,
+    frame_resolver,
 )
 from preprocessing.flow import FLOW_METHODS, flow_parameters, optical_flow, to_gray
 from preprocessing.handcrafted.biwoof import WEIGHTS, biwoof, biwoof_length
@@ -395,19 +395,7 @@ def compute_descriptor_with_info(sample: Sample, spec: DescriptorSpec) -> tuple[
      LBP histograms saw after the temporal normalisation (None for flow descriptors), "apex_frame" and
      "apex_source" (None if the spec uses no apex), "crop": as in compute_features_with_info}.
     """
-    cache: dict[int, np.ndarray] = {}
-    crop = None
-    if spec.crop == "face":
-        try:
-            crop = face_crop_for(sample.frames.read(sample.onset), size=spec.crop_size)
-        except FaceNotFound as err:
-            raise SampleError(f"{sample.sample_id}: {err} (onset frame {sample.onset})") from err
-
-    def read(number: int) -> np.ndarray:
-        if number not in cache:
-            frame = sample.frames.read(number)
-            cache[number] = crop.apply(frame) if crop is not None else frame
-        return cache[number]
+    read, crop = clip_reader(sample, spec.crop, spec.crop_size)
 
     def grey(number: int) -> np.ndarray:
         frame = to_gray(read(number))
@@ -416,12 +404,7 @@ def compute_descriptor_with_info(sample: Sample, spec: DescriptorSpec) -> tuple[
             frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
         return frame
 
-    numbers: dict[str, int] = {}
-
-    def number_of(name: str) -> int:
-        if name not in numbers:
-            numbers[name] = frame_number(sample, name, spec.apex_fallback, spec.apex, read)
-        return numbers[name]
+    number_of, numbers = frame_resolver(sample, spec.apex_fallback, spec.apex, read)
 
     if spec.descriptor in LBP_DESCRIPTORS:
         descriptor, used, steps = _lbp_descriptor(sample, spec, grey, number_of)

@@ -41,3 +41,27 @@ def write_frames(
             raise OSError(f"could not write {path}")
         paths.append(path)
     return paths
+
+
+def write_sheet(path: Path, lines: Sequence[Sequence], title: str = "Sheet1") -> None:
+    """An annotation table as the owners ship it: .csv, or one .xlsx sheet named `title`. None is a blank
+    cell; a row of blanks still takes up its row number (cells set one by one, not append())."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".csv":
+        import csv
+
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            for line in lines:
+                writer.writerow(["" if v is None else v for v in line])
+        return
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = title
+    for r, line in enumerate(lines, start=1):
+        for c, value in enumerate(line, start=1):
+            if value is not None:
+                sheet.cell(r, c).value = value
+    book.save(path)

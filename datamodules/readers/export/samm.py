@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datamodules.readers.export.common import write_frames
+from datamodules.readers.export.common import write_frames, write_sheet
 from datamodules.readers.samm import HEADER
 from datamodules.readers.synthetic import SyntheticConfig, synthetic_samples
 
@@ -151,29 +151,5 @@ def export_samm(
     annotation = root / f"SAMM_Micro_FACS_Codes_v2.{annotation_format}"
     preamble = [[line] for line in PREAMBLE[:preamble_rows]]
     preamble += [[None]] * (preamble_rows - len(preamble))  # the real preamble has blank rows too
-    _write(annotation, preamble, rows)
+    write_sheet(annotation, [*preamble, list(HEADER), *rows], title="FACS codes")
     return {"frames_root": frames_root, "annotation": annotation, "planted": planted, "samples": manifest}
-
-
-def _write(path: Path, preamble: list[list], rows: list[list]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [*preamble, list(HEADER), *rows]
-    if path.suffix == ".csv":
-        import csv
-
-        with path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            for line in lines:
-                writer.writerow(["" if v is None else v for v in line])
-        return
-    from openpyxl import Workbook
-
-    book = Workbook()
-    sheet = book.active
-    sheet.title = "FACS codes"
-    # Cell by cell rather than append(): a row of blanks must still take up its row number.
-    for r, line in enumerate(lines, start=1):
-        for c, value in enumerate(line, start=1):
-            if value is not None:
-                sheet.cell(r, c).value = value
-    book.save(path)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from datamodules.long_videos import MACRO, MICRO
+from datamodules.readers.export.common import write_sheet
 from datamodules.readers.export.long_common import write_long_frames
 from datamodules.readers.samm_long import HEADER
 from datamodules.readers.synthetic_long import SyntheticLongConfig, synthetic_long_videos
@@ -146,29 +147,5 @@ def export_samm_long(
     if todo:
         raise ValueError(f"planting {sorted(todo)} needs more intervals of their kind than {cfg} has")
     annotation = root / f"SAMM_LongVideos_V2_Release.{annotation_format}"
-    _write(annotation, [[line] for line in PREAMBLE], rows)
+    write_sheet(annotation, [*([line] for line in PREAMBLE), list(HEADER), *rows])
     return {"frames_root": frames_root, "annotation": annotation, "planted": planted, "videos": manifest}
-
-
-def _write(path: Path, preamble: list[list], rows: list[list]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [*preamble, list(HEADER), *rows]
-    if path.suffix == ".csv":
-        import csv
-
-        with path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            for line in lines:
-                writer.writerow(["" if v is None else v for v in line])
-        return
-    from openpyxl import Workbook
-
-    book = Workbook()
-    sheet = book.active
-    sheet.title = "Sheet1"
-    # Cell by cell rather than append(): a row of blanks must still take up its row number.
-    for r, line in enumerate(lines, start=1):
-        for c, value in enumerate(line, start=1):
-            if value is not None:
-                sheet.cell(r, c).value = value
-    book.save(path)

@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from datamodules.long_videos import MICRO
+from datamodules.readers.export.common import write_sheet
 from datamodules.readers.export.long_common import write_long_frames
 from datamodules.readers.smic_e import LABELS, SUBSETS
 from datamodules.readers.synthetic_long import SyntheticLongConfig, synthetic_long_videos
@@ -131,27 +132,5 @@ def export_smic_e(
         planted["free_text"][subset] = list(range(len(rows) + 3, len(rows) + 2 + len(text_rows)))
         base = root / f"{subset}_long"
         annotations[subset] = base / f"SMIC-{subset}-E_annotation.{annotation_format}"
-        _write(annotations[subset], [list(HEADER), *rows, *text_rows])
+        write_sheet(annotations[subset], [list(HEADER), *rows, *text_rows])
     return {"frames_root": root, "annotations": annotations, "planted": planted, "videos": manifest}
-
-
-def _write(path: Path, lines: list[list]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".csv":
-        import csv
-
-        with path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            for line in lines:
-                writer.writerow(["" if v is None else v for v in line])
-        return
-    from openpyxl import Workbook
-
-    book = Workbook()
-    sheet = book.active
-    sheet.title = "Sheet1"
-    for r, line in enumerate(lines, start=1):
-        for c, value in enumerate(line, start=1):
-            if value is not None:
-                sheet.cell(r, c).value = value
-    book.save(path)
