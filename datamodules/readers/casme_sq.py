@@ -57,7 +57,7 @@ from datamodules.readers.base import (
     spreadsheet_rows,
     whole_number,
 )
-from datamodules.readers.samm_long import fit_interval, note_gaps, parse_units
+from datamodules.readers.long_base import fit_interval, note_gaps, parse_units
 
 DATASET = "casme_sq"
 FPS = 30.0

@@ -30,20 +30,17 @@ missing root, label file or column, an unknown Type, and the SAMM micro-clip fil
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 from datamodules.long_videos import (
     MACRO,
     MICRO,
-    Interval,
     LongVideo,
     LongVideoRead,
     check_unique_video_ids,
     validate_long_video,
 )
 from datamodules.protocols import natural_key
-from datamodules.readers.action_units import parse_action_units
 from datamodules.readers.base import (
     ReaderError,
     ReadReport,
@@ -54,7 +51,7 @@ from datamodules.readers.base import (
     is_blank,
     spreadsheet_rows,
 )
-from datamodules.samples import FrameFolder
+from datamodules.readers.long_base import fit_interval, note_gaps, parse_units
 
 DATASET = "samm_long"
 FPS = 200.0
@@ -74,70 +71,6 @@ REQUIRED = ("Subject", "Filename", "Onset", "Apex", "Offset", "Type", "Action Un
 ANNOTATION_PATTERNS = ("SAMM_LongVideos*.xlsx", "SAMM_LongVideos*.xlsm", "SAMM_LongVideos*.csv")
 VIDEO = re.compile(r"(\d{3})_(\d+)")  # a video folder: <subject>_<inducement>
 FILENAME = re.compile(r"(\d{3})_(\d+)_(\d+)")  # an expression: <subject>_<inducement>_<index>
-
-
-def fit_interval(
-    report: ReadReport,
-    item_id: str,
-    source: str,
-    onset: int,
-    apex: int | None,
-    offset: int,
-    kind: str,
-    numbers: Sequence[int],
-    emotion: str | None = None,
-    action_units: tuple[str, ...] = (),
-) -> Interval | None:
-    """The annotated interval fitted to a long video's frame numbers, every change recorded in `report`.
-
-    Shared by the long-video readers (casme_sq, smic_e). Unlike a micro clip's (`base.fit_to_frames`), a long
-    video's frame folder is the whole recording, so an interval reaching past it is clamped and one wholly
-    outside it is dropped; never re-mapped. A bad apex costs only the apex: onset and offset are what
-    spotting is scored on.
-    """
-    first, last = numbers[0], numbers[-1]
-    if onset > offset:
-        report.drop(item_id, f"onset {onset} is after offset {offset}", source)
-        return None
-    if apex is not None and not onset <= apex <= offset:
-        report.repair(item_id, f"apex {apex} outside onset..offset {onset}..{offset}: kept as None", source)
-        apex = None
-    if offset < first or onset > last:
-        report.drop(
-            item_id,
-            f"annotated frames {onset}..{offset} lie outside the video's frames {first}..{last}",
-            source,
-        )
-        return None
-    if onset < first or offset > last:
-        fitted = max(onset, first), min(offset, last)
-        reason = (
-            f"annotated frames {onset}..{offset} reach past the video's frames {first}..{last}: "
-            f"clamped to {fitted[0]}..{fitted[1]}"
-        )
-        if apex is not None and not fitted[0] <= apex <= fitted[1]:
-            apex, reason = None, f"{reason}, apex {apex} (outside them) kept as None"
-        report.repair(item_id, reason, source)
-        onset, offset = fitted
-    return Interval(onset, offset, kind, apex, emotion, action_units, source)
-
-
-def parse_units(report: ReadReport, item_id: str, cell: object, source: str) -> tuple[str, ...]:
-    """An AU cell -> codes; an unparseable one is left empty (recorded as a repair)."""
-    try:
-        return parse_action_units(cell)
-    except ValueError as err:
-        shown = "" if is_blank(cell) else str(cell).strip()
-        report.repair(item_id, f"action units {shown!r} unparseable ({err}): left empty", source)
-        return ()
-
-
-def note_gaps(report: ReadReport, video_id: str, frames: FrameFolder) -> None:
-    """A note when frames are missing inside a video: spotting windows across the gap are shorter in time."""
-    numbers = frames.frame_numbers
-    missing = numbers[-1] - numbers[0] + 1 - len(numbers)
-    if missing:
-        report.note(f"{video_id}: {missing} frame(s) missing between {numbers[0]} and {numbers[-1]}")
 
 
 def _key(header: object) -> str:

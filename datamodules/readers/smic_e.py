@@ -53,7 +53,7 @@ from datamodules.readers.base import (
     spreadsheet_rows,
     whole_number,
 )
-from datamodules.readers.samm_long import fit_interval, note_gaps
+from datamodules.readers.long_base import fit_interval, note_gaps
 
 SUBSETS = {"HS": ("smic_e_hs", 100.0), "VIS": ("smic_e_vis", 25.0), "NIR": ("smic_e_nir", 25.0)}
 LABELS = {"negative": "ne", "positive": "po", "surprise": "sur"}
